@@ -1,0 +1,91 @@
+"""Turn downloaded page bytes into text, trusting charset declarations only as far as the bytes agree.
+
+Many news sites still serve windows-1251, koi8-r or windows-1256, and many declare the wrong charset
+(a UTF-8 page labelled iso-8859-1) or none at all. Decoding wrongly turns every word into mojibake,
+which no rule can match, so the declaration is checked against the bytes before it is used.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Mapping
+
+from charset_normalizer import from_bytes
+
+# where browsers look for <meta charset>: the first 1024 bytes per WHATWG; some pages put it later
+_SNIFF_BYTES = 4096
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.IGNORECASE)
+_HEADER_CHARSET = re.compile(r"""charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.IGNORECASE)
+_XML_ENCODING = re.compile(rb"""^<\?xml[^>]+encoding\s*=\s*["']([A-Za-z0-9._:-]+)""")
+
+# WHATWG: these labels mean windows-1252 in browsers; the superset decodes what sites really send
+_LABEL_ALIASES = {
+    "iso-8859-1": "cp1252",
+    "iso8859-1": "cp1252",
+    "latin1": "cp1252",
+    "latin-1": "cp1252",
+    "us-ascii": "cp1252",
+    "ascii": "cp1252",
+    "x-cp1251": "cp1251",
+    "win-1251": "cp1251",
+    "x-mac-cyrillic": "mac_cyrillic",
+}
+# declarations that say "Western European" are so often wrong on UTF-8 pages that valid UTF-8 wins
+_WEAK_DECLARATIONS = {"cp1252", "ascii", "latin_1", "iso8859_1", "iso8859_15", "utf_8"}
+
+
+def _codec_name(label: bytes | str | None) -> str | None:
+    """A Python codec name for a charset label, or None when Python does not know it."""
+    if not label:
+        return None
+    if isinstance(label, bytes):
+        label = label.decode("ascii", "ignore")
+    label = label.strip().strip("\"'").lower()
+    label = _LABEL_ALIASES.get(label, label)
+    try:
+        return codecs.lookup(label).name
+    except LookupError:
+        return None
+
+
+def declared_charset(html: bytes, headers: Mapping[str, str] | None = None) -> str | None:
+    """The charset the HTTP header or the page itself declares (header first, as browsers do)."""
+    content_type = (headers or {}).get("content-type", "")
+    match = _HEADER_CHARSET.search(content_type)
+    if match and (name := _codec_name(match.group(1))):
+        return name
+    head = html[:_SNIFF_BYTES]
+    for pattern in (_XML_ENCODING, _META_CHARSET):
+        match = pattern.search(head)
+        if match and (name := _codec_name(match.group(1))):
+            return name
+    return None
+
+
+def _utf8_or_none(html: bytes) -> str | None:
+    try:
+        return html.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def decode_html(html: bytes, headers: Mapping[str, str] | None = None) -> str:
+    """Decode page bytes: BOM, then a declaration the bytes agree with, then detection. Never raises."""
+    for bom, codec in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if html.startswith(bom):
+            return html.decode(codec, errors="replace").lstrip("\ufeff")
+    declared = declared_charset(html, headers)
+    utf8 = _utf8_or_none(html)
+    # valid UTF-8 with non-ASCII bytes is almost never an accident of a legacy encoding
+    if utf8 is not None and (declared is None or declared in _WEAK_DECLARATIONS or not html.isascii()):
+        return utf8
+    if declared is not None and declared != "utf_8":
+        try:
+            return html.decode(declared)
+        except (UnicodeDecodeError, LookupError):
+            pass  # the declaration lies: fall through to detection
+    best = from_bytes(html[:200_000]).best()
+    if best is not None and best.encoding:
+        return html.decode(best.encoding, errors="replace")
+    return html.decode(declared or "utf-8", errors="replace")

@@ -1,0 +1,86 @@
+"""Item pipelines: PageItem -> (process pool: extract, clean, match) -> ProcessedArticle -> SQLite.
+
+Extraction is CPU-bound and would stall Twisted's reactor, so it runs in a pool of
+worker processes (one per core by default); the reactor thread only downloads and
+writes to SQLite, one short transaction per article.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from scrapy import Spider
+from scrapy.crawler import Crawler
+
+from crawler.items import PageItem, ProcessedArticle
+from crawler.processing import init_worker, process_page
+
+
+class ExtractionPipeline:
+    """Hands each downloaded page to the worker pool and waits for the processed article."""
+
+    def __init__(self, workers: int, rule_specs: tuple[str, ...], crawler: Crawler):
+        self.workers = workers or os.cpu_count() or 1
+        self.rule_specs = rule_specs
+        self.crawler = crawler
+        self.pool: ProcessPoolExecutor | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> ExtractionPipeline:
+        settings = crawler.settings
+        return cls(
+            settings.getint("ARMSWATCH_EXTRACTION_WORKERS", 0),
+            tuple(settings.getlist("ARMSWATCH_RULES", ["arms-procurement"])),
+            crawler,
+        )
+
+    def open_spider(self, spider: Spider | None = None) -> None:
+        # forkserver: workers never inherit the reactor's threads or open sockets.
+        context = multiprocessing.get_context("forkserver")
+        self.pool = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=context, initializer=init_worker, initargs=(self.rule_specs,)
+        )
+
+    def close_spider(self, spider: Spider | None = None) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    async def process_item(self, item: Any, spider: Spider | None = None) -> Any:
+        if not isinstance(item, PageItem):
+            return item
+        future = self.pool.submit(process_page, item, self.rule_specs)
+        return await asyncio.wrap_future(future)
+
+
+class StoragePipeline:
+    """Writes each processed article, its matches and their outbox rows in one transaction."""
+
+    def __init__(self, crawler: Crawler):
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> StoragePipeline:
+        return cls(crawler)
+
+    def process_item(self, item: Any, spider: Spider | None = None) -> Any:
+        if not isinstance(item, ProcessedArticle):
+            return item
+        spider = spider or self.crawler.spider
+        store = spider.store
+        stats = self.crawler.stats
+        if item.article is None:
+            stats.inc_value("armswatch/errors")
+            store.record_error(spider.run_id, item.source, item.page_url, "no article", item.error or "no article")
+            return item
+        saved = store.save_article(item, spider.recipients_for_rule, refresh=spider.refresh)
+        if saved.is_new:
+            stats.inc_value("armswatch/articles_stored")
+            store.add_items_new(item.source)
+        elif saved.is_update:
+            stats.inc_value("armswatch/articles_updated")
+        stats.inc_value("armswatch/matches_new", saved.new_matches)
+        return item

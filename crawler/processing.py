@@ -1,0 +1,50 @@
+"""The CPU-bound stage for one page: extract, clean, match. Runs in a process pool worker.
+
+Kept apart from the pipelines so that it holds no Scrapy or database state: it is a
+pure function of the downloaded page and the rule set loaded once per worker.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from crawler.items import PageItem, ProcessedArticle
+
+logger = logging.getLogger(__name__)
+
+_rules = None
+
+
+def init_worker(rule_specs: tuple[str, ...]) -> None:
+    """Load the rule set once per worker process."""
+    global _rules
+    from crawler.rules import load_rules
+
+    _rules = load_rules(rule_specs)
+
+
+def process_page(page: PageItem, rule_specs: tuple[str, ...] = ("arms-procurement",)) -> ProcessedArticle:
+    """PageItem -> ProcessedArticle; never raises (errors are returned, to be recorded)."""
+    from crawler.extraction import extract_article
+    from storage.store import text_hash
+
+    try:
+        if _rules is None:
+            init_worker(rule_specs)
+        article = extract_article(page.body, page.final_url, page.headers, page.entry)
+        if article is None:
+            return ProcessedArticle(page.url, page.source, None, error="no article text on the page or in the feed entry",
+                                    state_affiliated=page.state_affiliated)
+        matches = _rules.match(article.title, article.text, article.language)
+        return ProcessedArticle(
+            page_url=page.url,
+            source=page.source,
+            article=article,
+            matches=tuple(matches),
+            state_affiliated=page.state_affiliated,
+            content_hash=text_hash(article.text),
+        )
+    except Exception as exc:  # a bad page must not stop the crawl
+        logger.exception("processing %s failed", page.url)
+        return ProcessedArticle(page.url, page.source, None, error=f"{type(exc).__name__}: {exc}",
+                                state_affiliated=page.state_affiliated)

@@ -1,0 +1,50 @@
+"""Scrapy settings for armswatch: explicit limits a monitoring crawler needs.
+
+Scrapy's defaults are generous (1 GiB downloads, 180 s timeouts, telnet console,
+file:// and data: handlers); a crawler that runs unattended against hundreds of
+untrusted sites sets each of these on purpose. Values a user may change come from the
+TOML config (crawler.config.CrawlSettings) and override these in crawler.crawl.
+"""
+
+BOT_NAME = "armswatch"
+SPIDER_MODULES = ["spiders"]
+NEWSPIDER_MODULE = "spiders"
+
+# Politeness
+ROBOTSTXT_OBEY = True
+USER_AGENT = "armswatch/0.1 (+https://github.com/armswatch/armswatch; news monitoring)"
+CONCURRENT_REQUESTS = 32
+CONCURRENT_REQUESTS_PER_DOMAIN = 2
+DOWNLOAD_DELAY = 0.25
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 0.25
+AUTOTHROTTLE_MAX_DELAY = 30
+AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
+COOKIES_ENABLED = False
+
+# Limits: nothing is held whole past these, and no request waits forever
+DOWNLOAD_TIMEOUT = 30
+DNS_TIMEOUT = 15
+DOWNLOAD_MAXSIZE = 5_000_000
+DOWNLOAD_WARNSIZE = 2_000_000
+REDIRECT_MAX_TIMES = 5
+RETRY_ENABLED = True
+RETRY_TIMES = 1
+RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
+
+# Only http(s): no local files, data: URIs, FTP or S3
+DOWNLOAD_HANDLERS = {"file": None, "data": None, "ftp": None, "s3": None}
+DOWNLOADER_MIDDLEWARES = {"crawler.middlewares.UrlPolicyMiddleware": 90}
+ARMSWATCH_ALLOW_PRIVATE_ADDRESSES = True
+
+TELNETCONSOLE_ENABLED = False
+LOG_LEVEL = "INFO"
+
+ITEM_PIPELINES = {
+    "crawler.pipelines.ExtractionPipeline": 100,
+    "crawler.pipelines.StoragePipeline": 800,
+}
+
+# armswatch's own settings (filled from the config by crawler.crawl)
+ARMSWATCH_EXTRACTION_WORKERS = 0  # 0: one per core
+ARMSWATCH_RULES = ["arms-procurement"]

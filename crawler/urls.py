@@ -1,0 +1,44 @@
+"""URL policy: which URLs may be fetched, and the canonical form an article is stored under.
+
+courlan does the normalising (lower-cased host, sorted query, tracking parameters and
+fragments removed), so the same article reached through two links is one row.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+import courlan
+
+
+def is_fetchable_url(url: str | None) -> bool:
+    """Only absolute http(s) URLs with a host are ever fetched (no file:, data:, javascript:)."""
+    if not url or not isinstance(url, str):
+        return False
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def canonical_url(url: str) -> str:
+    """The form an article URL is stored and deduplicated under."""
+    url = url.strip()
+    try:
+        return courlan.normalize_url(url, strict=True)
+    except (ValueError, AttributeError):
+        return url
+
+
+def is_private_address(url: str) -> bool:
+    """True when the URL names a loopback, private, link-local or reserved IP literal or 'localhost'."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not address.is_global

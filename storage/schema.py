@@ -1,0 +1,163 @@
+"""The schema, as a list of named migrations applied in order and recorded in `migrations`.
+
+A migration is never edited once released: the schema evolves by appending a new one.
+Only storage.store calls `migrate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import sqlite_utils
+
+
+def _initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        create table if not exists sources (
+            name text primary key,
+            url text not null,
+            type text not null,
+            language text,
+            country text,
+            section text,
+            state_affiliated integer not null default 0,
+            enabled integer not null default 1,
+            configured_interval real,
+            etag text,
+            last_modified text,
+            body_hash text,
+            added_at text
+        );
+        create table if not exists source_health (
+            source text primary key,
+            last_attempt text,
+            last_success text,
+            status text,
+            http_status integer,
+            error text,
+            consecutive_failures integer not null default 0,
+            items_seen integer not null default 0,
+            items_new integer not null default 0,
+            last_new_article text,
+            poll_interval real,
+            last_run_id integer
+        );
+        create table if not exists articles (
+            id integer primary key,
+            url text not null unique,
+            fetched_url text,
+            source text,
+            title text,
+            text text,
+            language text,
+            author text,
+            published text,
+            site_name text,
+            summary_only integer not null default 0,
+            missing text,
+            state_affiliated integer not null default 0,
+            content_hash text,
+            fetched_at text not null,
+            updated_at text,
+            story_id integer
+        );
+        create index if not exists articles_source on articles (source);
+        create index if not exists articles_published on articles (published);
+        create index if not exists articles_fetched_at on articles (fetched_at);
+        create table if not exists article_urls (
+            url text primary key,
+            article_id integer not null references articles(id)
+        );
+        create table if not exists article_updates (
+            id integer primary key,
+            article_id integer not null references articles(id),
+            changed_at text not null,
+            old_hash text,
+            new_hash text
+        );
+        create table if not exists matches (
+            id integer primary key,
+            article_id integer not null references articles(id),
+            rule text not null,
+            score real,
+            terms text,
+            snippet text,
+            highlights text,
+            suppliers text,
+            recipients text,
+            weapons text,
+            matched_at text not null,
+            unique (article_id, rule)
+        );
+        create index if not exists matches_matched_at on matches (matched_at);
+        create table if not exists outbox (
+            id integer primary key,
+            match_id integer,
+            recipient text not null,
+            mode text not null default 'instant',
+            status text not null default 'pending',
+            attempts integer not null default 0,
+            next_attempt_at text,
+            sent_at text,
+            message_id text,
+            error text,
+            created_at text not null,
+            unique (match_id, recipient)
+        );
+        create index if not exists outbox_status on outbox (status, next_attempt_at);
+        create table if not exists crawl_runs (
+            id integer primary key,
+            trigger text,
+            pid integer,
+            started_at text not null,
+            ended_at text,
+            sources integer,
+            feeds integer,
+            pages_fetched integer,
+            not_modified integer,
+            articles_stored integer,
+            articles_updated integer,
+            matches_new integer,
+            errors integer,
+            exit_reason text
+        );
+        create table if not exists fetch_errors (
+            id integer primary key,
+            run_id integer,
+            source text,
+            url text,
+            error_class text,
+            message text,
+            at text not null
+        );
+        """
+    )
+
+
+def _full_text_search(db: sqlite_utils.Database) -> None:
+    db["articles"].enable_fts(["title", "text"], fts_version="FTS5", create_triggers=True, replace=True)
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+    ("0001_initial", _initial),
+    ("0002_articles_fts", _full_text_search),
+]
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply the migrations this database has not seen yet; return their names."""
+    db.execute("create table if not exists migrations (name text primary key, applied_at text not null)")
+    done = {row[0] for row in db.execute("select name from migrations").fetchall()}
+    applied = []
+    for name, step in MIGRATIONS:
+        if name in done:
+            continue
+        step(db)
+        db.execute(
+            "insert into migrations (name, applied_at) values (?, ?)",
+            [name, datetime.now(timezone.utc).isoformat(timespec="seconds")],
+        )
+        applied.append(name)
+    return applied

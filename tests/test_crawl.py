@@ -1,0 +1,99 @@
+"""A user points armswatch at feeds and finds every article in SQLite, once."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from tests.conftest import run_armswatch
+
+
+def rows(db, sql):
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql)]
+    finally:
+        conn.close()
+
+
+def test_crawl_feeds_stores_every_article_once(site, tmp_path):
+    db = tmp_path / "x.db"
+    result = run_armswatch("crawl", "--feed", f"{site.base_url}/feed.xml", "--feed", f"{site.base_url}/atom.xml", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    assert "4 new articles" in result.stdout
+
+    articles = rows(db, "select url, title, text, language, published, source from articles order by url")
+    assert [a["url"].rsplit("/", 1)[1] for a in articles] == [
+        "coree-obus.html", "harvest-report.html", "iran-drones.html", "museo-apertura.html"
+    ]
+    by_name = {a["url"].rsplit("/", 1)[1]: a for a in articles}
+    drones = by_name["iran-drones.html"]
+    assert drones["title"] == "Iran delivered hundreds of Shahed drones to Russia, intelligence says"
+    assert "Shahed-136 attack drones" in drones["text"]
+    assert "All rights reserved" not in drones["text"]
+    assert drones["language"] == "en"
+    assert drones["published"].startswith("2026-03-01")
+    assert by_name["coree-obus.html"]["language"] == "fr"
+    # tracking parameters and fragments are not part of the stored URL
+    assert all("utm_" not in a["url"] and "#" not in a["url"] for a in articles)
+    # the javascript: link was never fetched nor stored
+    assert not any(p.startswith("javascript") for p in site.request_log)
+
+    runs = rows(db, "select * from crawl_runs")
+    assert len(runs) == 1 and runs[0]["exit_reason"] == "finished"
+    assert runs[0]["articles_stored"] == 4 and runs[0]["pages_fetched"] == 4
+
+
+def test_second_run_fetches_and_stores_nothing_again(site, tmp_path):
+    db = tmp_path / "x.db"
+    args = ("crawl", "--feed", f"{site.base_url}/feed.xml", "--feed", f"{site.base_url}/atom.xml", "--db", str(db))
+    assert run_armswatch(*args).returncode == 0
+    first_article_requests = [p for p in site.request_log if p.startswith("/articles/")]
+    assert len(first_article_requests) == 4
+    site.request_log.clear()
+
+    second = run_armswatch(*args)
+    assert second.returncode == 0, second.stderr
+    assert "0 new articles" in second.stdout
+    assert [p for p in site.request_log if p.startswith("/articles/")] == []
+    assert rows(db, "select count(*) as n from articles")[0]["n"] == 4
+    runs = rows(db, "select articles_stored, pages_fetched from crawl_runs order by id")
+    assert runs[1] == {"articles_stored": 0, "pages_fetched": 0}
+
+
+def test_arms_story_is_flagged_and_harvest_is_not(site, tmp_path):
+    db = tmp_path / "x.db"
+    assert run_armswatch("crawl", "--feed", f"{site.base_url}/feed.xml", "--feed", f"{site.base_url}/atom.xml", "--db", str(db)).returncode == 0
+    flagged = rows(db, "select a.url, m.rule, m.suppliers, m.recipients from matches m join articles a on a.id = m.article_id")
+    names = sorted(f["url"].rsplit("/", 1)[1] for f in flagged)
+    assert names == ["coree-obus.html", "iran-drones.html"]
+    drones = next(f for f in flagged if f["url"].endswith("iran-drones.html"))
+    assert "Iran" in drones["suppliers"] and "Russia" in drones["recipients"]
+
+
+def test_source_health_records_a_dead_feed_without_stopping_others(site, tmp_path):
+    db = tmp_path / "x.db"
+    result = run_armswatch("crawl", "--feed", f"{site.base_url}/missing.xml", "--feed", f"{site.base_url}/feed.xml", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    health = {h["source"]: h for h in rows(db, "select * from source_health")}
+    dead = health[f"{site.base_url}/missing.xml"]
+    assert dead["status"] == "HTTP 404" and dead["consecutive_failures"] == 1
+    assert health[f"{site.base_url}/feed.xml"]["status"] == "ok"
+    assert rows(db, "select count(*) as n from articles")[0]["n"] == 2
+    listing = run_armswatch("sources", "--db", str(db))
+    assert "HTTP 404" in listing.stdout
+
+
+def test_config_file_crawl_and_bad_config_errors(site, tmp_path):
+    config = tmp_path / "armswatch.toml"
+    config.write_text(
+        f'[crawl]\ndb = "x.db"\n\n[[sources]]\nname = "Gazette"\nurl = "{site.base_url}/feed.xml"\ntype = "feed"\nlanguage = "en"\n'
+    )
+    result = run_armswatch("crawl", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert rows(tmp_path / "x.db", "select source from articles")[0]["source"] == "Gazette"
+
+    config.write_text('[[sources]]\nname = "Gazette"\nurl = "ftp://example.org/feed"\n')
+    bad = run_armswatch("crawl", "--config", str(config))
+    assert bad.returncode != 0
+    assert f"{config}:3:" in bad.stderr and "http(s)" in bad.stderr
