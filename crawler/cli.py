@@ -159,6 +159,19 @@ def sources(ctx, config_path, db) -> None:
         click.echo(health_table(config.crawl.db))
 
 
+@sources.command("check")
+@click.option("--timeout", default=15.0, show_default=True, help="Seconds per source.")
+@click.option("--stale-days", default=14.0, show_default=True, help="Newest item older than this: stale.")
+@click.pass_context
+def sources_check(ctx, timeout: float, stale_days: float) -> None:
+    """Fetch every configured source once and print whether it is alive (exits 0 even offline)."""
+    from crawler.source_check import check_sources, check_table
+
+    config = resolve_config(ctx.obj["config_path"], db=ctx.obj["db"])
+    results = check_sources(config.enabled_sources, config.crawl.user_agent, timeout, stale_days)
+    click.echo(check_table(results))
+
+
 def main() -> None:
     cli(prog_name="armswatch")
 

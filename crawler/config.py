@@ -237,7 +237,13 @@ class _Validator:
             if key not in allowed:
                 line = (self.table_lines(key) or [self.find_line(key)])[0]
                 raise ConfigError(self.path, f"unknown section {key!r} (known: {', '.join(sorted(allowed))})", line)
-        crawl = self.build(CrawlSettings, self.table(data, "crawl"), "[crawl]", self.first_line("crawl"))
+        crawl = self.build(
+            CrawlSettings,
+            self.table(data, "crawl"),
+            "[crawl]",
+            self.first_line("crawl"),
+            convert={k: parse_duration for k in ("download_timeout", "run_timeout", "download_delay")},
+        )
         if crawl.db and not Path(crawl.db).is_absolute():
             crawl = _replace(crawl, db=str((self.path.parent / crawl.db)))
         sources = self.sources(data.get("sources", []))

@@ -1,0 +1,127 @@
+"""`armswatch sources check`: is each configured source alive, and does it still publish?
+
+A source list is evidence, not a guarantee: this fetches every source once (in parallel,
+bounded in time and size, http(s) only) and gives a verdict a user can act on:
+ok, empty, stale, blocked or unreachable. It never writes to the database: a check is
+not a crawl.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from crawler.config import Source
+from crawler.urls import is_fetchable_url
+
+BLOCKED_STATUSES = {401, 403, 407, 429, 451}
+MAX_BYTES = 10_000_000
+
+
+@dataclass(frozen=True)
+class SourceCheck:
+    name: str
+    url: str
+    status: str  # HTTP status code, or the network error class
+    parsed: bool
+    items: int
+    newest: str | None
+    verdict: str  # ok | empty | stale | blocked | unreachable
+    detail: str = ""
+
+
+class _SafeRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to http(s) URLs (urllib would also follow ftp://)."""
+
+    max_redirections = 5
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[override]
+        if not is_fetchable_url(newurl):
+            raise urllib.error.HTTPError(req.full_url, code, f"redirect to a non-http(s) URL refused: {newurl}", headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def fetch(url: str, user_agent: str, timeout: float) -> tuple[int, bytes]:
+    if not is_fetchable_url(url):
+        raise ValueError(f"not an http(s) URL: {url}")
+    opener = urllib.request.build_opener(_SafeRedirects)
+    request = urllib.request.Request(url, headers={"User-Agent": user_agent, "Accept-Encoding": "identity"})
+    with opener.open(request, timeout=timeout) as response:
+        body = response.read(MAX_BYTES + 1)
+        return response.status, body[:MAX_BYTES]
+
+
+def entries_of(source: Source, body: bytes) -> list:
+    """The articles a source document lists, with the same parsers the crawl uses."""
+    if source.type == "sitemap":
+        from spiders import sitemaps
+
+        return list(sitemaps.parse_sitemap_entries(body, source.url))
+    if source.type in ("page", "homepage"):
+        from spiders import listings
+
+        return list(listings.find_article_links(body, source.url))
+    from spiders.feeds import parse_feed
+
+    return parse_feed(body, source.url).entries
+
+
+def check_source(source: Source, user_agent: str, timeout: float = 15.0, stale_days: float = 14.0) -> SourceCheck:
+    try:
+        status, body = fetch(source.url, source.user_agent or user_agent, timeout)
+    except urllib.error.HTTPError as exc:
+        verdict = "blocked" if exc.code in BLOCKED_STATUSES else "unreachable"
+        return SourceCheck(source.name, source.url, str(exc.code), False, 0, None, verdict, str(exc.reason)[:200])
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return SourceCheck(source.name, source.url, type(reason).__name__, False, 0, None, "unreachable", str(reason)[:200])
+    try:
+        entries = entries_of(source, body)
+        parsed = True
+    except Exception as exc:  # any parse failure is a verdict, not a crash
+        return SourceCheck(source.name, source.url, str(status), False, 0, None, "empty", f"cannot parse: {exc}"[:200])
+    dates = sorted(d for d in (getattr(e, "published", None) for e in entries) if d)
+    newest = dates[-1] if dates else None
+    if not entries:
+        verdict = "empty"
+    elif newest and _older_than(newest, stale_days):
+        verdict = "stale"
+    else:
+        verdict = "ok"
+    return SourceCheck(source.name, source.url, str(status), parsed, len(entries), newest, verdict)
+
+
+def _older_than(iso: str, days: float) -> bool:
+    try:
+        when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return datetime.now(timezone.utc) - when > timedelta(days=days)
+
+
+def check_sources(sources: Iterable[Source], user_agent: str, timeout: float = 15.0, stale_days: float = 14.0) -> list[SourceCheck]:
+    sources = list(sources)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(lambda s: check_source(s, user_agent, timeout, stale_days), sources))
+
+
+def check_table(results: list[SourceCheck]) -> str:
+    header = ("source", "status", "parsed", "items", "newest item", "verdict")
+    rows = [
+        (r.name, r.status, "yes" if r.parsed else "no", str(r.items), (r.newest or "-")[:19], r.verdict + (f" ({r.detail})" if r.detail and r.verdict != "ok" else ""))
+        for r in results
+    ]
+    widths = [min(max(len(h), *(len(row[i]) for row in rows)) if rows else len(h), 48) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(c[:w].ljust(w) if i < 5 else c for i, (c, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.verdict] = counts.get(r.verdict, 0) + 1
+    lines.append(", ".join(f"{n} {v}" for v, n in sorted(counts.items())) or "no sources")
+    return "\n".join(lines)
