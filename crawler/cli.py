@@ -62,22 +62,82 @@ def cli() -> None:
 @click.option("--page", "pages", multiple=True, help="A section/listing page URL to crawl (repeatable).")
 @click.option("--db", help="SQLite database (default: the config's [crawl].db).")
 @click.option("--refresh", is_flag=True, help="Refetch known articles and record changed text as updates.")
-@click.option("--trigger", default="manual", hidden=True, help="Who started the run (manual, cron, schedule).")
+@click.option("--source", "source_names", multiple=True, help="Crawl only this source of the config (repeatable).")
+@click.option("--trigger", default="manual", help="Who started the run, recorded in crawl_runs (manual, cron, schedule).")
+@click.option("--lock-wait", type=float, help="Seconds to wait for another crawl of the same database (default: [crawl].lock_wait).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every request; default is quiet (cron-friendly).")
-def crawl(config_path, feeds, sitemaps, pages, db, refresh, trigger, verbose) -> None:
+def crawl(config_path, feeds, sitemaps, pages, db, refresh, source_names, trigger, lock_wait, verbose) -> None:
     """Crawl the configured sources once and store new articles and matches."""
     from crawler.crawl import run_crawl
 
     config = resolve_config(config_path, feeds, sitemaps, pages, db)
+    from crawler.scheduling import ScheduleError, select_sources
+
+    try:
+        config = select_sources(config, source_names)
+    except ScheduleError as exc:
+        fail(str(exc))
     if not config.enabled_sources:
         fail(f"{config.path}: no enabled sources to crawl")
+    from crawler.rules import RuleFileError, load_rules
+
     try:
-        summary = run_crawl(config, trigger=trigger, refresh=refresh, verbose=verbose)
-    except StoreError as exc:
+        load_rules(config.crawl.rules)  # a broken rule file stops the run before anything is written
+    except RuleFileError as exc:
+        fail(str(exc))
+    from crawler.locking import LockError, LockHeld, crawl_lock
+    from storage.store import ArticleStore
+
+    try:
+        # One crawl per database at a time; the kernel drops the lock if this process dies.
+        with crawl_lock(config.crawl.db, config.crawl.lock_wait if lock_wait is None else lock_wait):
+            with ArticleStore(config.crawl.db) as store:  # unusable database: fail before Scrapy starts
+                store.abandon_runs("killed")  # rows left 'running' by a crawl that was killed
+            summary = run_crawl(config, trigger=trigger, refresh=refresh, verbose=verbose)
+    except LockHeld as exc:
+        fail(str(exc), code=75)  # EX_TEMPFAIL: try again later
+    except (LockError, StoreError) as exc:
         fail(str(exc))
     click.echo(summary.one_line(config.crawl.db))
+    deliver_after_crawl(config)
     if not summary.completed:
         sys.exit(1)
+
+
+def deliver_after_crawl(config: Config) -> None:
+    """Instant alerts and due digests after a crawl; a delivery problem never changes the crawl's exit status."""
+    from crawler.alerts import deliver_alerts
+    from storage.store import ArticleStore
+
+    try:
+        with ArticleStore(config.crawl.db) as store:
+            report = deliver_alerts(config, store)
+    except Exception as exc:  # the crawl's data is safe in the outbox; `alerts send` retries
+        click.echo(f"armswatch: alerts not delivered: {type(exc).__name__}: {exc}", err=True)
+        return
+    if report.emails or report.suppressed:
+        for line in report.lines():
+            click.echo(line)
+    for line in report.failure_lines():
+        click.echo(line, err=True)
+
+
+@cli.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="TOML config file.")
+@click.option("--max-runs", type=click.IntRange(min=1), help="Stop after this many crawl runs (for a trial).")
+@click.option("--until", "until", type=float, help="Stop after this many seconds (after the current run).")
+def schedule(config_path, max_runs, until) -> None:
+    """Run crawls on the configured intervals until SIGTERM/SIGINT, one subprocess per run."""
+    from crawler.scheduling import ScheduleError, run_scheduler
+
+    config = resolve_config(config_path)
+    if not config.enabled_sources:
+        fail(f"{config.path}: no enabled sources to schedule")
+    try:
+        code = run_scheduler(config, max_runs=max_runs, until=until)
+    except (ScheduleError, StoreError) as exc:
+        fail(str(exc))
+    sys.exit(code)
 
 
 @cli.command()
@@ -170,6 +230,95 @@ def sources_check(ctx, timeout: float, stale_days: float) -> None:
     config = resolve_config(ctx.obj["config_path"], db=ctx.obj["db"])
     results = check_sources(config.enabled_sources, config.crawl.user_agent, timeout, stale_days)
     click.echo(check_table(results))
+
+
+@sources.command("import")
+@click.argument("opml_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Append the new feeds to this config (skips URLs it has).")
+@click.pass_context
+def sources_import(ctx, opml_file: str, config_path: str | None) -> None:
+    """Turn an RSS reader's OPML export into [[sources]]: print them, or append them to --config."""
+    from crawler.opml import OpmlError, import_opml
+
+    config_path = config_path or ctx.obj["config_path"]
+    try:
+        result = import_opml(opml_file, config_path)
+    except (OpmlError, OSError) as exc:
+        fail(f"{opml_file}: {exc}")
+    except ConfigError as exc:
+        fail(str(exc))
+    for url, reason in result.skipped:
+        click.echo(f"# skipped {url}: {reason}", err=True)
+    if config_path:
+        click.echo(f"armswatch: {len(result.added)} feeds added to {config_path}, {len(result.skipped)} skipped")
+    else:
+        click.echo(result.toml, nl=False)
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config file (its [crawl].db is served).")
+@click.option("--db", help="SQLite database to browse (default: the config's [crawl].db).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; keep it on loopback.")
+@click.option("--port", default=8001, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+def browse(config_path, db, host, port) -> None:
+    """Browse the archive in Datasette: search, facets, saved queries, Atom feed, chart."""
+    from crawler.browse import is_loopback, serve
+
+    db = db or (resolve_config(config_path).crawl.db if config_path else "armswatch.db")
+    if not is_loopback(host):
+        click.echo(f"armswatch: warning: serving on {host} makes the archive readable by anyone who can reach it", err=True)
+    try:
+        serve(db, host=host, port=port, echo=click.echo)
+    except (FileNotFoundError, StoreError) as exc:
+        fail(str(exc))
+
+
+@cli.group()
+def alerts() -> None:
+    """Alert emails: send what is pending and due, or check the SMTP settings."""
+
+
+@alerts.command("send")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config file with [alerts].")
+@click.option("--db", help="SQLite database (default: the config's [crawl].db).")
+def alerts_send(config_path, db) -> None:
+    """Send pending alerts that are due (instant ones, digests at their time); retry failed sends."""
+    from crawler.alerts import AlertConfigError, deliver_alerts, validate_alert_settings
+    from storage.store import ArticleStore
+
+    config = resolve_config(config_path, db=db)
+    try:
+        validate_alert_settings(config.alerts)
+        with ArticleStore(config.crawl.db) as store:
+            report = deliver_alerts(config, store)
+    except (AlertConfigError, StoreError) as exc:
+        fail(str(exc))
+    for line in report.lines():
+        click.echo(line)
+    for line in report.failure_lines():
+        click.echo(line, err=True)
+    if not report.ok:
+        sys.exit(1)
+
+
+@alerts.command("test")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="TOML config file with [alerts].")
+@click.option("--to", "to", help="Send to this address instead of every configured recipient.")
+def alerts_test(config_path, to) -> None:
+    """Send a test message to check the [alerts] settings."""
+    from crawler.alerts import AlertConfigError, send_test_message
+    from crawler.mailer import DeliveryError
+
+    config = resolve_config(config_path)
+    try:
+        places = send_test_message(config, to)
+    except AlertConfigError as exc:
+        fail(str(exc))
+    except DeliveryError as exc:
+        fail(f"test message not delivered: {exc}", code=1)
+    for address, place in places:
+        verb = "sent via" if place.startswith("smtp://") else "written to"
+        click.echo(f"alerts: test message to {address} {verb} {place}")
 
 
 def main() -> None:

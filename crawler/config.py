@@ -48,6 +48,7 @@ class Source:
     max_pages: int = 1  # pagination depth for listing pages
     since_days: float | None = None  # sitemap date window
     notes: str | None = None
+    silent_after: float | None = None  # seconds; overrides [alerts].silent_after for this source
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class CrawlSettings:
     extraction_workers: int = 0  # 0: one per core
     rules: tuple[str, ...] = ("arms-procurement",)
     run_timeout: float = 3600.0  # hard limit for one crawl subprocess (scheduler)
+    lock_wait: float = 10.0  # seconds a crawl waits for another crawl of the same database
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,9 @@ class AlertSettings:
     timeout: float = 30.0
     max_attempts: int = 10
     health_failures: int = 3  # consecutive failed runs before a source is reported
+    silent_after: float = 604800.0  # seconds without a new article before a source is reported silent
+    retry_after: float = 300.0  # seconds before the first retry of an unsent email; doubles each attempt
+    timezone: str = "UTC"  # IANA zone in which digest `at` times are read
     recipients: tuple[Recipient, ...] = ()
 
 
@@ -98,6 +103,7 @@ class ScheduleSettings:
     max_interval: float = 86400.0
     adaptive: bool = True
     misfire_grace_time: float = 600.0
+    kill_grace: float = 10.0  # seconds between SIGTERM and SIGKILL for a crawl past run_timeout
 
 
 @dataclass(frozen=True)
@@ -242,10 +248,18 @@ class _Validator:
             self.table(data, "crawl"),
             "[crawl]",
             self.first_line("crawl"),
-            convert={k: parse_duration for k in ("download_timeout", "run_timeout", "download_delay")},
+            convert={k: parse_duration for k in ("download_timeout", "run_timeout", "download_delay", "lock_wait")},
         )
         if crawl.db and not Path(crawl.db).is_absolute():
             crawl = _replace(crawl, db=str((self.path.parent / crawl.db)))
+        # rule files named by path are found relative to the config file, like the database
+        crawl = _replace(
+            crawl,
+            rules=tuple(
+                str(self.path.parent / r) if r.endswith(".toml") and not Path(r).is_absolute() else r
+                for r in crawl.rules
+            ),
+        )
         sources = self.sources(data.get("sources", []))
         alerts = self.alerts(self.table(data, "alerts"))
         schedule = self.build(
@@ -253,7 +267,7 @@ class _Validator:
             self.table(data, "schedule"),
             "[schedule]",
             self.first_line("schedule"),
-            convert={k: parse_duration for k in ("interval", "jitter", "min_interval", "max_interval", "misfire_grace_time")},
+            convert={k: parse_duration for k in ("interval", "jitter", "min_interval", "max_interval", "misfire_grace_time", "kill_grace")},
         )
         return Config(path=str(self.path), crawl=crawl, sources=sources, alerts=alerts, schedule=schedule)
 

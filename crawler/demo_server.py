@@ -6,6 +6,7 @@ server's own address, so feeds can carry absolute links whatever port was free.
 
 from __future__ import annotations
 
+import gzip
 import mimetypes
 import threading
 from functools import partial
@@ -45,8 +46,11 @@ class SiteHandler(SimpleHTTPRequestHandler):
             self.send_error(404, "Not found")
             return None
         data = path.read_bytes()
+        base = self.server.base_url.encode()  # type: ignore[attr-defined]
         if path.suffix in TEXT_SUFFIXES:
-            data = data.replace(PLACEHOLDER, self.server.base_url.encode())  # type: ignore[attr-defined]
+            data = data.replace(PLACEHOLDER, base)
+        elif path.suffix == ".gz":
+            data = gzip.compress(gzip.decompress(data).replace(PLACEHOLDER, base), mtime=0)
         content_type = CONTENT_TYPES.get(path.suffix) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         if path.suffix in (".html", ".htm") and "charset" not in content_type:
             content_type = "text/html"

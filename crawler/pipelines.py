@@ -11,6 +11,7 @@ import asyncio
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from scrapy import Spider
@@ -18,6 +19,7 @@ from scrapy.crawler import Crawler
 
 from crawler.items import PageItem, ProcessedArticle
 from crawler.processing import init_worker, process_page
+from crawler.rules import load_rules
 
 
 class ExtractionPipeline:
@@ -39,9 +41,14 @@ class ExtractionPipeline:
         )
 
     def open_spider(self, spider: Spider | None = None) -> None:
+        # A broken rule file stops the crawl here, with its file:line message, before any fetch.
+        load_rules(self.rule_specs)
+        self.pool = self.new_pool()
+
+    def new_pool(self) -> ProcessPoolExecutor:
         # forkserver: workers never inherit the reactor's threads or open sockets.
         context = multiprocessing.get_context("forkserver")
-        self.pool = ProcessPoolExecutor(
+        return ProcessPoolExecutor(
             max_workers=self.workers, mp_context=context, initializer=init_worker, initargs=(self.rule_specs,)
         )
 
@@ -52,8 +59,17 @@ class ExtractionPipeline:
     async def process_item(self, item: Any, spider: Spider | None = None) -> Any:
         if not isinstance(item, PageItem):
             return item
-        future = self.pool.submit(process_page, item, self.rule_specs)
-        return await asyncio.wrap_future(future)
+        for attempt in (1, 2):
+            try:
+                future = self.pool.submit(process_page, item, self.rule_specs)
+                return await asyncio.wrap_future(future)
+            except BrokenProcessPool as exc:
+                # a worker died (killed, out of memory, crashed in C code): start a new pool
+                # and try the page once more; a page that kills workers twice is recorded
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                self.pool = self.new_pool()
+                error = f"extraction worker died: {exc}"
+        return ProcessedArticle(item.url, item.source, None, error=error, state_affiliated=item.state_affiliated)
 
 
 class StoragePipeline:

@@ -7,7 +7,7 @@ fragments removed), so the same article reached through two links is one row.
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import courlan
 
@@ -24,12 +24,18 @@ def is_fetchable_url(url: str | None) -> bool:
 
 
 def canonical_url(url: str) -> str:
-    """The form an article URL is stored and deduplicated under."""
+    """The form an article URL is stored and deduplicated under.
+
+    courlan lower-cases the host, sorts the query and drops tracking parameters
+    (utm_*, fbclid, gclid, ref, ...); the fragment is dropped too. Its strict mode is not
+    used: it also drops meaningful parameters such as `?q=` of a search feed.
+    """
     url = url.strip()
     try:
-        return courlan.normalize_url(url, strict=True)
+        normalized = courlan.normalize_url(url)
     except (ValueError, AttributeError):
         return url
+    return urlunsplit(urlsplit(normalized)._replace(fragment=""))
 
 
 def is_private_address(url: str) -> bool:

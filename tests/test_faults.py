@@ -1,0 +1,292 @@
+"""Fault suite: a hostile web and a crash mid-run. Nothing lost, nothing doubled, nothing leaked.
+
+One crawl attacks everything at once (tests/hostile_web.py); the crash test kills a crawl
+with SIGKILL at several points and checks that the next run ends where an uninterrupted
+crawl would have.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_armswatch
+from tests.hostile_web import GOOD_ARTICLES, PASSWD_MARKER, HostileServer, article_html
+
+
+def query(db: Path, sql: str) -> list[dict]:
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql)]
+    finally:
+        conn.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+HOSTILE_FEEDS = {
+    "good": ("/good.xml", "feed"),
+    "busy": ("/503.xml", "feed"),
+    "broken": ("/500.xml", "feed"),
+    "missing": ("/missing.xml", "feed"),
+    "gone": ("/410.xml", "feed"),
+    "hanging": ("/hang.xml", "feed"),
+    "malformed": ("/malformed.xml", "feed"),
+    "html": ("/html-as-feed.xml", "feed"),
+    "wrong-charset": ("/wrong-charset.xml", "feed"),
+    "xxe": ("/xxe.xml", "feed"),
+    "laughs": ("/laughs.xml", "feed"),
+    "laughs-sitemap": ("/laughs-sitemap.xml", "sitemap"),
+    "xxe-sitemap": ("/xxe-sitemap.xml", "sitemap"),
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_crawl(tmp_path_factory):
+    """One crawl of the hostile web; returns what a user can inspect afterwards."""
+    tmp = tmp_path_factory.mktemp("hostile")
+    with HostileServer() as server:
+        base = server.base_url
+        sources = "".join(
+            f'[[sources]]\nname = "{name}"\nurl = "{base}{path}"\ntype = "{kind}"\n\n'
+            for name, (path, kind) in HOSTILE_FEEDS.items()
+        )
+        sources += f'[[sources]]\nname = "refused"\nurl = "http://127.0.0.1:{closed_port()}/feed.xml"\n\n'
+        config = tmp / "hostile.toml"
+        config.write_text(
+            "[crawl]\n"
+            'db = "hostile.db"\n'
+            "download_timeout = 3\n"
+            "download_delay = 0\n"
+            "max_page_bytes = 5_000_000\n"
+            "allow_private_addresses = false\n\n"
+            "[alerts]\n"
+            f'outbox_dir = "{tmp / "outbox"}"\n\n'
+            '[[alerts.recipients]]\naddress = "desk@example.org"\nmode = "instant"\n\n' + sources
+        )
+        started = time.monotonic()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        result = run_armswatch("crawl", "--config", str(config), timeout=240)
+        elapsed = time.monotonic() - started
+        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        yield {
+            "result": result,
+            "db": tmp / "hostile.db",
+            "outbox": tmp / "outbox",
+            "elapsed": elapsed,
+            "peak_rss_mb": max(peak_kb, before) / 1024,
+            "log": list(server.log),
+            "huge_bytes_sent": server.huge_bytes_sent,
+        }
+
+
+def test_hostile_crawl_completes_in_time(hostile_crawl):
+    result = hostile_crawl["result"]
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert hostile_crawl["elapsed"] < 120
+    runs = query(hostile_crawl["db"], "select exit_reason from crawl_runs")
+    assert [r["exit_reason"] for r in runs] == ["finished"]
+
+
+def test_every_good_article_is_stored_exactly_once(hostile_crawl):
+    rows = query(hostile_crawl["db"], "select url, title, text from articles")
+    paths = sorted(r["url"].split("/", 3)[3] for r in rows)
+    expected = sorted([f"articles/{slug}.html" for slug in GOOD_ARTICLES] + ["articles/cp1251.html"])
+    assert paths == expected
+    cp1251 = next(r for r in rows if r["url"].endswith("cp1251.html"))
+    assert "Росія отримала від Ірану" in cp1251["text"]
+
+
+def test_every_bad_source_has_a_health_row_naming_its_error(hostile_crawl):
+    health = {h["source"]: h for h in query(hostile_crawl["db"], "select * from source_health")}
+    expected = {
+        "busy": "HTTP 503",
+        "broken": "HTTP 500",
+        "missing": "HTTP 404",
+        "gone": "HTTP 410",
+        "hanging": "timeout",
+        "malformed": "parse error",
+        "html": "parse error",
+        "refused": "refused",
+    }
+    for name, status in expected.items():
+        assert health[name]["status"] == status, (name, health[name])
+        assert health[name]["consecutive_failures"] == 1
+        assert health[name]["error"]
+    assert health["good"]["status"] == "ok"
+
+
+def test_bad_article_pages_are_recorded_not_stored(hostile_crawl):
+    errors = {e["url"].rsplit("/", 1)[1]: e for e in query(hostile_crawl["db"], "select * from fetch_errors where url like '%/articles/%' or url like '%/private/%'")}
+    for page in ["reset.html", "truncated.html", "bomb.html", "huge.html", "loop.html", "to-file.html", "to-private.html", "empty.html", "error.html", "hang.html", "secret.html"]:
+        assert page in errors, (page, sorted(errors))
+    assert errors["error.html"]["error_class"] == "HTTP 500"
+    assert errors["hang.html"]["error_class"] == "timeout"
+    assert errors["secret.html"]["error_class"] == "robots denied"
+    assert errors["to-private.html"]["error_class"] == "forbidden url"
+
+
+def test_no_local_file_or_private_address_is_read(hostile_crawl):
+    db = hostile_crawl["db"]
+    everything = json.dumps(query(db, "select * from articles")) + json.dumps(query(db, "select * from fetch_errors"))
+    assert PASSWD_MARKER not in everything
+    assert not any(p.startswith("javascript") or p.startswith("data:") for p in hostile_crawl["log"])
+    assert "/private/secret.html" not in hostile_crawl["log"]
+    for eml in hostile_crawl["outbox"].glob("*.eml"):
+        assert PASSWD_MARKER not in eml.read_text(errors="replace")
+
+
+def test_memory_stays_bounded_and_huge_pages_are_not_held(hostile_crawl):
+    # the 50 MB page is abandoned early (Content-Length over the limit), and the 60 MB
+    # gzip bomb is cut at the size limit while inflating
+    assert hostile_crawl["huge_bytes_sent"] < 20_000_000
+    assert hostile_crawl["peak_rss_mb"] < 400
+
+
+def test_hostile_title_is_escaped_in_alert_emails(hostile_crawl):
+    emails = list(hostile_crawl["outbox"].glob("*.eml"))
+    if not emails:
+        pytest.skip("no alert emails were written")
+    import email
+    from email import policy
+
+    for path in emails:
+        message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        html_part = message.get_body(("html",))
+        if html_part is None:
+            continue
+        html = html_part.get_content()
+        assert "<script>alert" not in html
+
+
+# -- crash safety ---------------------------------------------------------------------
+
+ARMS = [
+    ("Iran", "Shahed drones"), ("North Korea", "152 mm artillery shells"), ("Belarus", "armoured vehicles"),
+    ("Myanmar", "ammunition"), ("Iran", "ballistic missiles"), ("North Korea", "KN-23 missiles"),
+]
+
+
+def crash_site_articles() -> dict[str, tuple[str, str]]:
+    articles = {}
+    for i in range(24):
+        if i % 2 == 0:
+            supplier, weapon = ARMS[i // 2 % len(ARMS)]
+            title = f"{supplier} delivers {weapon} to Russia, report {i}"
+            body = (f"{supplier} has delivered a new consignment of {weapon} to Russia, officials said on day {i}. "
+                    f"Moscow is seeking to buy more {weapon} from {supplier} for its war in Ukraine.")
+        else:
+            title = f"City council approves new park plan {i}"
+            body = f"The city council approved plan number {i} for a new park with playgrounds and a lake, officials said."
+        articles[f"a{i}"] = (title, body)
+    return articles
+
+
+class SlowSiteHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    articles = crash_site_articles()
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        base = self.server.base_url
+        if self.path == "/feed.xml":
+            items = "".join(
+                f"<item><title>{t}</title><link>{base}/{slug}.html</link></item>" for slug, (t, _) in self.articles.items()
+            )
+            body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>s</title>{items}</channel></rss>'.encode()
+        elif self.path.endswith(".html") and self.path[1:-5] in self.articles:
+            time.sleep(0.15)
+            title, text = self.articles[self.path[1:-5]]
+            body = article_html(title, text).encode()
+        else:
+            body = b""
+        self.send_response(200 if body else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Type", "text/html" if self.path.endswith(".html") else "application/rss+xml")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def slow_site():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowSiteHandler)
+    server.daemon_threads = True
+    server.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def crash_config(tmp: Path, base: str) -> Path:
+    config = tmp / "crash.toml"
+    config.write_text(
+        '[crawl]\ndb = "crash.db"\ndownload_delay = 0\nconcurrency_per_domain = 2\n\n'
+        '[[alerts.recipients]]\naddress = "desk@example.org"\nmode = "daily"\n\n'
+        f'[[sources]]\nname = "slow"\nurl = "{base}/feed.xml"\n'
+    )
+    return config
+
+
+def outcome(db: Path) -> dict:
+    return {
+        "articles": sorted((r["url"].rsplit("/", 1)[1], r["title"], r["content_hash"]) for r in query(db, "select * from articles")),
+        "matches": sorted(
+            (r["url"].rsplit("/", 1)[1], r["rule"])
+            for r in query(db, "select a.url, m.rule from matches m join articles a on a.id = m.article_id")
+        ),
+        "outbox": sorted(
+            (r["url"].rsplit("/", 1)[1], r["recipient"], r["status"])
+            for r in query(db, "select a.url, o.recipient, o.status from outbox o join matches m on m.id = o.match_id join articles a on a.id = m.article_id")
+        ),
+    }
+
+
+def test_crash_at_any_point_then_rerun_equals_an_uninterrupted_crawl(slow_site, tmp_path):
+    clean_dir = tmp_path / "clean"
+    clean_dir.mkdir()
+    assert run_armswatch("crawl", "--config", str(crash_config(clean_dir, slow_site.base_url))).returncode == 0
+    expected = outcome(clean_dir / "crash.db")
+    assert len(expected["articles"]) == 24 and len(expected["matches"]) == 12
+    assert len(expected["outbox"]) == 12
+
+    for kill_after in (1.5, 3.0, 4.5):
+        work = tmp_path / f"kill-{kill_after}"
+        work.mkdir()
+        config = crash_config(work, slow_site.base_url)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "crawler.cli", "crawl", "--config", str(config)],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        time.sleep(kill_after)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        partial = outcome(work / "crash.db") if (work / "crash.db").exists() else {"articles": []}
+        rerun = run_armswatch("crawl", "--config", str(config))
+        assert rerun.returncode == 0, rerun.stderr[-2000:]
+        assert outcome(work / "crash.db") == expected, f"killed after {kill_after}s with {len(partial['articles'])} articles stored"
+        integrity = query(work / "crash.db", "pragma integrity_check")
+        assert integrity == [{"integrity_check": "ok"}]
