@@ -284,6 +284,7 @@ def alerts() -> None:
 def alerts_send(config_path, db) -> None:
     """Send pending alerts that are due (instant ones, digests at their time); retry failed sends."""
     from crawler.alerts import AlertConfigError, deliver_alerts, validate_alert_settings
+    from crawler.locking import LockError
     from storage.store import ArticleStore
 
     config = resolve_config(config_path, db=db)
@@ -291,7 +292,7 @@ def alerts_send(config_path, db) -> None:
         validate_alert_settings(config.alerts)
         with ArticleStore(config.crawl.db) as store:
             report = deliver_alerts(config, store)
-    except (AlertConfigError, StoreError) as exc:
+    except (AlertConfigError, StoreError, LockError) as exc:
         fail(str(exc))
     for line in report.lines():
         click.echo(line)
@@ -319,6 +320,29 @@ def alerts_test(config_path, to) -> None:
     for address, place in places:
         verb = "sent via" if place.startswith("smtp://") else "written to"
         click.echo(f"alerts: test message to {address} {verb} {place}")
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config file (its [crawl].db).")
+@click.option("--db", help="SQLite database (default: the config's [crawl].db).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many recent stories to list.")
+@click.option("--assign", is_flag=True, help="First put stored articles that have no story yet into stories.")
+def stories(config_path, db, limit, assign) -> None:
+    """Recent story clusters: how many articles, outlets and languages report each."""
+    from crawler.clustering import assign_unassigned, recent_stories
+    from storage.store import ArticleStore
+
+    config = resolve_config(config_path, db=db) if config_path else config_from_sources([], db=db or "armswatch.db")
+    try:
+        with ArticleStore(config.crawl.db) as store:
+            if assign:
+                click.echo(f"stories: {assign_unassigned(store)} articles assigned")
+            for row in recent_stories(store, limit):
+                alerted = " alerted" if row["alerted_at"] else ""
+                click.echo(f"#{row['id']} {row['first_seen']} {row['article_count']} articles,"
+                           f" {row['source_count']} sources [{', '.join(row['languages'])}]{alerted}: {row['headline']}")
+    except StoreError as exc:
+        fail(str(exc))
 
 
 def main() -> None:

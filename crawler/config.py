@@ -300,7 +300,7 @@ class _Validator:
                 table,
                 where,
                 after,
-                convert={"interval": parse_duration, "since_days": float},
+                convert={"interval": parse_duration, "since_days": float, "silent_after": parse_duration},
             )
             self.check_source(source, where, after)
             if source.name in seen_names:
@@ -328,7 +328,10 @@ class _Validator:
         table = dict(table)
         raw_recipients = table.pop("recipients", [])
         after = self.first_line("alerts")
-        settings = self.build(AlertSettings, table, "[alerts]", after)
+        settings = self.build(
+            AlertSettings, table, "[alerts]", after,
+            convert={k: parse_duration for k in ("timeout", "silent_after", "retry_after")},
+        )
         if settings.tls not in ("starttls", "ssl", "none"):
             raise self.error(f"[alerts].tls must be starttls, ssl or none, got {settings.tls!r}", "tls", None, after)
         if not isinstance(raw_recipients, list):

@@ -63,7 +63,7 @@ def scrapy_settings(config: Config, verbose: bool = False) -> Settings:
 
 def run_crawl(config: Config, trigger: str = "manual", refresh: bool = False, verbose: bool = False) -> CrawlSummary:
     """Crawl every enabled source of `config` once; return what the crawl_runs row says."""
-    process = CrawlerProcess(scrapy_settings(config, verbose), install_root_handler=True)
+    process = CrawlerProcess(scrapy_settings(config, verbose))  # installs the root log handler (LOG_LEVEL)
     process.crawl(SourcesSpider, armswatch_config=config, refresh=refresh, trigger=trigger)
     process.start()
     with ArticleStore(config.crawl.db) as store:

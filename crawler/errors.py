@@ -6,7 +6,14 @@ Users scan the health table for *why* a source failed; a short fixed vocabulary
 
 from __future__ import annotations
 
-from scrapy.exceptions import IgnoreRequest
+from scrapy.exceptions import (
+    CannotResolveHostError,
+    DownloadCancelledError,
+    DownloadConnectionRefusedError,
+    DownloadTimeoutError,
+    IgnoreRequest,
+    ResponseDataLossError,
+)
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.internet.error import (
     ConnectError,
@@ -30,11 +37,12 @@ def classify_failure(failure: Failure) -> tuple[str, str]:
     if failure.check(HttpError):
         status = error.response.status
         return f"HTTP {status}", f"HTTP {status} from {url}"
-    if failure.check(DNSLookupError):
+    # Scrapy >= 2.13 wraps Twisted's errors in its own (scrapy.exceptions); both are named here.
+    if failure.check(DNSLookupError, CannotResolveHostError):
         return "DNS", f"DNS lookup failed for {url}"
-    if failure.check(TimeoutError, TCPTimedOutError):
+    if failure.check(TimeoutError, TCPTimedOutError, DownloadTimeoutError):
         return "timeout", f"timed out fetching {url}"
-    if failure.check(ConnectionRefusedError):
+    if failure.check(ConnectionRefusedError, DownloadConnectionRefusedError):
         return "refused", f"connection refused by {url}"
     if failure.check(ForbiddenUrl):
         return "forbidden url", str(error)
@@ -42,8 +50,12 @@ def classify_failure(failure: Failure) -> tuple[str, str]:
         text = str(error)
         if "robots.txt" in text.lower():
             return "robots denied", f"robots.txt forbids {url}"
+        if "DOWNLOAD_MAXSIZE" in text:  # a compression bomb, cut while inflating
+            return "too large", f"{url}: {text[:300]}"
         return "ignored", f"{url}: {text or 'request ignored'}"
-    if failure.check(ResponseNeverReceived, ResponseFailed, ConnectionLost):
+    if failure.check(DownloadCancelledError):
+        return "too large", f"download of {url} cancelled (size limit): {str(error)[:300]}"
+    if failure.check(ResponseNeverReceived, ResponseFailed, ConnectionLost, ResponseDataLossError):
         text = repr(error)
         if "maxsize" in text.lower() or "cancelled" in text.lower():
             return "too large", f"download of {url} cancelled (size limit): {text[:300]}"

@@ -12,6 +12,7 @@ COLUMNS = [
     ("seen", "items_seen"),
     ("new", "items_new"),
     ("last new article", "last_new_article"),
+    ("poll every", "poll_interval"),  # set by the scheduler (adaptive polling)
     ("error", "error"),
 ]
 
@@ -21,6 +22,9 @@ def health_table(db: str) -> str:
         rows = store.source_health()
     if not rows:
         return "no sources yet: run `armswatch crawl` first"
+    from crawler.polling import format_duration
+
+    rows = [{**row, "poll_interval": format_duration(row.get("poll_interval"))} for row in rows]
     table = [[_cell(row.get(key)) for _, key in COLUMNS] for row in rows]
     widths = [min(max(len(h), *(len(r[i]) for r in table)), 60) for i, (h, _) in enumerate(COLUMNS)]
     lines = ["  ".join(h.ljust(w) for (h, _), w in zip(COLUMNS, widths))]

@@ -35,7 +35,12 @@ class UrlPolicyMiddleware:
             raise ForbiddenUrl(f"not an http(s) URL: {request.url}")
         if not self.allow_private and is_private_address(request.url):
             spider = spider or self.crawler.spider
-            trusted = getattr(spider, "trusted_hosts", set())
-            if urlsplit(request.url).netloc.lower() not in trusted:
+            if urlsplit(request.url).netloc.lower() not in self.trusted_hosts(spider):
                 raise ForbiddenUrl(f"non-public address refused: {request.url}")
         return None
+
+    @staticmethod
+    def trusted_hosts(spider: Spider | None) -> set[str]:
+        """host:port of every configured source: the user chose them, so they may be private."""
+        config = getattr(spider, "armswatch_config", None)
+        return {urlsplit(s.url).netloc.lower() for s in (config.sources if config else ())}

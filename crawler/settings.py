@@ -34,7 +34,12 @@ RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
 
 # Only http(s): no local files, data: URIs, FTP or S3
 DOWNLOAD_HANDLERS = {"file": None, "data": None, "ftp": None, "s3": None}
-DOWNLOADER_MIDDLEWARES = {"crawler.middlewares.UrlPolicyMiddleware": 90}
+DOWNLOADER_MIDDLEWARES = {
+    "crawler.middlewares.UrlPolicyMiddleware": 90,
+    # Scrapy's own lets concurrent first requests to a host skip robots.txt (see crawler/robotstxt.py)
+    "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+    "crawler.robotstxt.RobotsTxtMiddleware": 100,
+}
 ARMSWATCH_ALLOW_PRIVATE_ADDRESSES = True
 
 TELNETCONSOLE_ENABLED = False

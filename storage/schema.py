@@ -140,9 +140,145 @@ def _full_text_search(db: sqlite_utils.Database) -> None:
     db["articles"].enable_fts(["title", "text"], fts_version="FTS5", create_triggers=True, replace=True)
 
 
+def _alerts_state(db: sqlite_utils.Database) -> None:
+    """Digest schedule per recipient, and source-health notices with their own small outbox."""
+    db.executescript(
+        """
+        create table if not exists alert_digests (
+            recipient text not null,
+            mode text not null,
+            last_slot text,
+            last_sent_at text,
+            message_id text,
+            primary key (recipient, mode)
+        );
+        create table if not exists health_notices (
+            id integer primary key,
+            source text not null,
+            kind text not null,
+            event text not null,
+            detail text,
+            created_at text not null
+        );
+        create index if not exists health_notices_source on health_notices (source, kind, id);
+        create table if not exists health_notice_outbox (
+            notice_id integer not null references health_notices(id),
+            recipient text not null,
+            status text not null default 'pending',
+            attempts integer not null default 0,
+            next_attempt_at text,
+            sent_at text,
+            message_id text,
+            error text,
+            created_at text not null,
+            primary key (notice_id, recipient)
+        );
+        """
+    )
+
+
+def _match_view(db: sqlite_utils.Database) -> None:
+    """One row per match with its article's title, link and source, so Datasette can facet and sort both."""
+    db.execute(
+        """
+        create view if not exists match_view as
+        select
+            m.id as match_id,
+            m.matched_at,
+            a.title,
+            a.url,
+            a.source,
+            a.language,
+            a.published,
+            a.state_affiliated,
+            m.rule,
+            m.score,
+            m.suppliers,
+            m.recipients,
+            m.weapons,
+            trim(
+                iif(json_array_length(m.suppliers) > 0,
+                    'from ' || (select group_concat(value, ', ') from json_each(m.suppliers)) || '; ', '')
+                || iif(json_array_length(m.recipients) > 0,
+                    'to ' || (select group_concat(value, ', ') from json_each(m.recipients)) || '; ', '')
+                || iif(json_array_length(m.weapons) > 0,
+                    (select group_concat(value, ', ') from json_each(m.weapons)), ''),
+                '; '
+            ) as tags,
+            m.snippet,
+            m.article_id
+        from matches m
+        join articles a on a.id = m.article_id
+        """
+    )
+
+
+def _stories(db: sqlite_utils.Database) -> None:
+    """Story clusters: one row per story, why each article joined it, and the fingerprint index.
+
+    `story_keys` holds LSH band keys and designation/number/name keys (64-bit hashes), so
+    finding candidates for a new article is an index lookup, not a scan of the archive.
+    """
+    db.executescript(
+        """
+        create table if not exists stories (
+            id integer primary key,
+            first_seen text not null,
+            first_source text,
+            first_article_id integer,
+            headline text,
+            tags text,
+            suppliers text,
+            recipients text,
+            weapons text,
+            article_count integer not null default 0,
+            source_count integer not null default 0,
+            sources text,
+            languages text,
+            last_seen text,
+            alerted_at text,
+            alerted_article_id integer
+        );
+        create index if not exists stories_first_seen on stories (first_seen);
+        create table if not exists story_links (
+            article_id integer primary key references articles(id),
+            story_id integer not null references stories(id),
+            method text not null,
+            joined_via integer,
+            score real,
+            signals text,
+            linked_at text not null
+        );
+        create index if not exists story_links_story on story_links (story_id);
+        create table if not exists story_fingerprints (
+            article_id integer primary key references articles(id),
+            seen_at text not null,
+            language text,
+            title text,
+            minhash blob not null,
+            designations text,
+            numbers text,
+            names text,
+            tags text
+        );
+        create table if not exists story_keys (
+            key integer not null,
+            article_id integer not null,
+            seen_at text not null
+        );
+        create index if not exists story_keys_lookup on story_keys (key, seen_at);
+        create index if not exists story_keys_article on story_keys (article_id);
+        create index if not exists articles_story on articles (story_id);
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _initial),
     ("0002_articles_fts", _full_text_search),
+    ("0003_alerts_state", _alerts_state),
+    ("0004_match_view", _match_view),
+    ("0005_stories", _stories),
 ]
 
 

@@ -184,6 +184,15 @@ class ArticleStore:
                 [count, utc_now(), name],
             )
 
+    # -- source types (sitemaps, listings, discovered feeds) ------------------------------
+
+    def add_items_seen(self, name: str, count: int) -> None:
+        """Count the items of a source's further documents (child sitemaps, listing pages)."""
+        with self.transaction():
+            self.db.execute(
+                "update source_health set items_seen = items_seen + ? where source = ?", [count, name]
+            )
+
     def set_poll_interval(self, name: str, seconds: float) -> None:
         with self.transaction():
             self.db.execute("update source_health set poll_interval = ? where source = ?", [seconds, name])
@@ -218,6 +227,25 @@ class ArticleStore:
                 {"run_id": run_id, "source": source, "url": url, "error_class": error_class,
                  "message": message[:2000], "at": utc_now()}
             )
+
+    # -- scheduling: runs that never finished ------------------------------------------
+
+    def abandon_runs(self, exit_reason: str = "killed", pid: int | None = None) -> list[int]:
+        """Close crawl_runs rows still 'running' whose process died; return their ids.
+
+        Call it only while holding the crawl lock (crawler.locking): then no other crawl
+        of this database is alive, so every 'running' row (or the one of `pid`) is dead.
+        """
+        sql = "select id from crawl_runs where exit_reason = 'running'"
+        params: list[Any] = []
+        if pid is not None:
+            sql += " and pid = ?"
+            params.append(pid)
+        with self.transaction():
+            ids = [row[0] for row in self.db.execute(sql, params).fetchall()]
+            for run_id in ids:
+                self.db["crawl_runs"].update(run_id, {"ended_at": utc_now(), "exit_reason": exit_reason})
+        return ids
 
     # -- articles ---------------------------------------------------------------------
 
@@ -359,6 +387,317 @@ class ArticleStore:
                     removed += 1
             added = self._insert_matches(article_id, matches, None, utc_now())
         return added, removed
+
+    # -- alerts outbox -------------------------------------------------------------------
+    # Rows move pending -> sent | failed | suppressed; one email carries outbox rows (matches)
+    # and health notices for one recipient, and its rows change state together, in one
+    # transaction committed right after the mail server's answer.
+
+    def due_alerts(self, now: str) -> list[dict[str, Any]]:
+        """Pending outbox rows whose retry time has come, with their match and article."""
+        return self.query(
+            "select o.id as outbox_id, o.recipient as address, o.mode, o.attempts, o.next_attempt_at,"
+            " o.created_at, o.match_id, m.rule, m.score, m.terms, m.snippet, m.highlights, m.suppliers,"
+            " m.recipients as tag_recipients, m.weapons, m.matched_at, a.id as article_id, a.title, a.url,"
+            " a.source, a.published, a.language, a.state_affiliated, a.fetched_at, a.story_id"
+            " from outbox o join matches m on m.id = o.match_id join articles a on a.id = m.article_id"
+            " where o.status = 'pending' and (o.next_attempt_at is null or o.next_attempt_at <= ?)"
+            " order by o.id",
+            [now],
+        )
+
+    def due_health_notices(self, now: str) -> list[dict[str, Any]]:
+        """Health notices not yet delivered to a recipient, whose retry time has come."""
+        return self.query(
+            "select d.notice_id, d.recipient as address, d.attempts, d.created_at, n.source, n.kind, n.event,"
+            " n.detail, n.created_at as noticed_at from health_notice_outbox d"
+            " join health_notices n on n.id = d.notice_id"
+            " where d.status = 'pending' and (d.next_attempt_at is null or d.next_attempt_at <= ?)"
+            " order by d.notice_id",
+            [now],
+        )
+
+    def mark_email_sent(
+        self,
+        address: str,
+        outbox_ids: Iterable[int],
+        notice_ids: Iterable[int],
+        message_id: str,
+        now: str,
+        digest: tuple[str, str] | None = None,
+    ) -> None:
+        """The server accepted the email: its rows are sent; `digest` = (mode, slot) it covered."""
+        with self.transaction():
+            for outbox_id in outbox_ids:
+                self.db.execute(
+                    "update outbox set status = 'sent', sent_at = ?, message_id = ?, error = null,"
+                    " next_attempt_at = null, attempts = attempts + 1 where id = ?",
+                    [now, message_id, outbox_id],
+                )
+            for notice_id in notice_ids:
+                self.db.execute(
+                    "update health_notice_outbox set status = 'sent', sent_at = ?, message_id = ?, error = null,"
+                    " next_attempt_at = null, attempts = attempts + 1 where notice_id = ? and recipient = ?",
+                    [now, message_id, notice_id, address],
+                )
+            if digest is not None:
+                self.db["alert_digests"].upsert(
+                    {"recipient": address, "mode": digest[0], "last_slot": digest[1], "last_sent_at": now,
+                     "message_id": message_id},
+                    pk=("recipient", "mode"),
+                )
+
+    def mark_email_failed(
+        self,
+        address: str,
+        outbox_ids: Iterable[int],
+        notice_ids: Iterable[int],
+        error: str,
+        next_attempt: Callable[[int], str | None],
+    ) -> int:
+        """The email did not go: count the attempt; `next_attempt(attempts)` gives the retry
+        time, or None to give up (status `failed`). Returns how many rows were given up."""
+        given_up = 0
+        error = error[:2000]
+        with self.transaction():
+            targets = [("outbox", "id = ?", [i]) for i in outbox_ids] + [
+                ("health_notice_outbox", "notice_id = ? and recipient = ?", [i, address]) for i in notice_ids
+            ]
+            for table, where, params in targets:
+                row = self.db.execute(f"select attempts from {table} where {where}", params).fetchone()
+                if row is None:
+                    continue
+                attempts = int(row[0]) + 1
+                retry_at = next_attempt(attempts)
+                status = "pending" if retry_at else "failed"
+                given_up += status == "failed"
+                self.db.execute(
+                    f"update {table} set status = ?, attempts = ?, next_attempt_at = ?, error = ? where {where}",
+                    [status, attempts, retry_at, error, *params],
+                )
+        return given_up
+
+    def suppress_alerts(self, outbox_ids: Iterable[int], reason: str) -> None:
+        """Outbox rows no longer worth an email (e.g. their story was already alerted)."""
+        with self.transaction():
+            for outbox_id in outbox_ids:
+                self.db.execute(
+                    "update outbox set status = 'suppressed', error = ?, next_attempt_at = null where id = ?",
+                    [reason, outbox_id],
+                )
+
+    def pending_alert_count(self) -> int:
+        """Outbox rows still waiting (for their digest time, or for a retry)."""
+        return int(self.db.execute("select count(*) from outbox where status = 'pending'").fetchone()[0])
+
+    def digest_state(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """The last digest sent to each recipient, by (address, mode)."""
+        return {(row["recipient"], row["mode"]): row for row in self.query("select * from alert_digests")}
+
+    def last_crawl_time(self) -> str | None:
+        row = self.db.execute("select max(coalesce(ended_at, started_at)) from crawl_runs").fetchone()
+        return row[0] if row else None
+
+    def health_watch(self) -> list[dict[str, Any]]:
+        """Every enabled source with what its health notices need to know."""
+        return self.query(
+            "select s.name as source, s.added_at, h.consecutive_failures, h.status, h.error, h.last_success,"
+            " h.last_new_article, h.last_attempt from sources s left join source_health h on h.source = s.name"
+            " where s.enabled = 1 order by s.name"
+        )
+
+    def open_health_problems(self) -> set[tuple[str, str]]:
+        """(source, kind) pairs whose latest notice is a problem not yet followed by a recovery."""
+        rows = self.db.execute(
+            "select source, kind, event from health_notices n where id = "
+            "(select max(id) from health_notices where source = n.source and kind = n.kind)"
+        ).fetchall()
+        return {(source, kind) for source, kind, event in rows if event == "problem"}
+
+    def add_health_notice(
+        self, source: str, kind: str, event: str, detail: str, recipients: Iterable[str], now: str
+    ) -> int:
+        """Record a source problem (or its recovery) and queue it once for every recipient."""
+        with self.transaction():
+            table = self.db["health_notices"]
+            table.insert({"source": source, "kind": kind, "event": event, "detail": detail, "created_at": now})
+            notice_id = int(table.last_pk)
+            for address in recipients:
+                self.db.execute(
+                    "insert or ignore into health_notice_outbox (notice_id, recipient, status, attempts, created_at)"
+                    " values (?, ?, 'pending', 0, ?)",
+                    [notice_id, address, now],
+                )
+        return notice_id
+
+    # -- story clustering ----------------------------------------------------------------
+    # The decision (which story an article belongs to) lives in crawler.clustering; these
+    # methods read what it needs and write its outcome. Fingerprint, index keys, link and
+    # story counters of one article are written in one transaction.
+
+    def article_for_story(self, article_id: int) -> dict[str, Any] | None:
+        """The fields clustering reads: text, language, source, date, current story."""
+        rows = self.query(
+            "select id, url, source, site_name, title, text, language, published, fetched_at, story_id"
+            " from articles where id = ?",
+            [article_id],
+        )
+        return rows[0] if rows else None
+
+    def article_tags(self, article_id: int) -> dict[str, list[str]]:
+        """Union of the rule tags of an article's matches: rules, suppliers, recipients, weapons."""
+        tags: dict[str, set[str]] = {"rules": set(), "suppliers": set(), "recipients": set(), "weapons": set()}
+        for row in self.db.execute(
+            "select rule, suppliers, recipients, weapons from matches where article_id = ?", [article_id]
+        ).fetchall():
+            tags["rules"].add(row[0])
+            for name, raw in zip(("suppliers", "recipients", "weapons"), row[1:]):
+                tags[name].update(json.loads(raw or "[]"))
+        return {name: sorted(values) for name, values in tags.items()}
+
+    def story_candidates(self, keys: Iterable[int], since: str, until: str, exclude: int, per_key: int = 50) -> list[int]:
+        """Articles sharing an index key with a new one, seen in [since, until].
+
+        At most `per_key` most recent articles per key: the cost of a lookup depends on
+        the keys of one article, not on the size of the archive.
+        """
+        found: dict[int, None] = {}
+        for key in keys:
+            for (article_id,) in self.db.execute(
+                "select article_id from story_keys where key = ? and seen_at between ? and ?"
+                " order by seen_at desc limit ?",
+                [key, since, until, per_key],
+            ).fetchall():
+                if article_id != exclude:
+                    found[article_id] = None
+        return list(found)
+
+    def story_fingerprints(self, article_ids: Iterable[int]) -> list[dict[str, Any]]:
+        """Stored fingerprints of candidate articles, with their source and story."""
+        ids = list(article_ids)
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows += self.query(
+                "select f.*, a.source, a.story_id from story_fingerprints f join articles a on a.id = f.article_id"
+                f" where f.article_id in ({marks}) and a.story_id is not null",
+                chunk,
+            )
+        return rows
+
+    def save_story_link(
+        self,
+        article_id: int,
+        fingerprint_row: dict[str, Any],
+        keys: Iterable[int],
+        story_id: int | None,
+        method: str,
+        joined_via: int | None,
+        score: float | None,
+        signals: dict[str, Any],
+    ) -> int:
+        """Record an article's fingerprint and its story (a new one when `story_id` is None)."""
+        now = utc_now()
+        with self.transaction():
+            current = self.db.execute("select story_id from articles where id = ?", [article_id]).fetchone()
+            if current and current[0] is not None:
+                return int(current[0])
+            self.db["story_fingerprints"].upsert({"article_id": article_id, **fingerprint_row}, pk="article_id")
+            self.db.execute("delete from story_keys where article_id = ?", [article_id])
+            self.db.conn.executemany(
+                "insert into story_keys (key, article_id, seen_at) values (?, ?, ?)",
+                [(key, article_id, fingerprint_row["seen_at"]) for key in dict.fromkeys(keys)],
+            )
+            if story_id is None:
+                article = self.db.execute("select source, title from articles where id = ?", [article_id]).fetchone()
+                table = self.db["stories"]
+                table.insert(
+                    {"first_seen": fingerprint_row["seen_at"], "first_source": article[0], "first_article_id": article_id,
+                     "headline": article[1], "article_count": 0, "source_count": 0}
+                )
+                story_id = int(table.last_pk)
+            self.db.execute("update articles set story_id = ? where id = ?", [story_id, article_id])
+            self.db["story_links"].upsert(
+                {"article_id": article_id, "story_id": story_id, "method": method, "joined_via": joined_via,
+                 "score": score, "signals": json.dumps(signals, ensure_ascii=False, sort_keys=True), "linked_at": now},
+                pk="article_id",
+            )
+            self._refresh_story(story_id)
+        return story_id
+
+    def _refresh_story(self, story_id: int) -> None:
+        rows = self.query(
+            "select a.id, a.source, a.language, f.seen_at, f.tags from articles a"
+            " left join story_fingerprints f on f.article_id = a.id where a.story_id = ? order by f.seen_at, a.id",
+            [story_id],
+        )
+        tags: dict[str, set[str]] = {"suppliers": set(), "recipients": set(), "weapons": set()}
+        for row in rows:
+            for name, values in json.loads(row["tags"] or "{}").items():
+                if name in tags:
+                    tags[name].update(values)
+        sources = sorted({r["source"] for r in rows if r["source"]})
+        languages = sorted({r["language"] for r in rows if r["language"]})
+        seen = [r["seen_at"] for r in rows if r["seen_at"]]
+        self.db["stories"].update(
+            story_id,
+            {
+                "tags": json.dumps({k: sorted(v) for k, v in tags.items()}, ensure_ascii=False),
+                "suppliers": json.dumps(sorted(tags["suppliers"]), ensure_ascii=False),
+                "recipients": json.dumps(sorted(tags["recipients"]), ensure_ascii=False),
+                "weapons": json.dumps(sorted(tags["weapons"]), ensure_ascii=False),
+                "article_count": len(rows),
+                "source_count": len(sources),
+                "sources": json.dumps(sources, ensure_ascii=False),
+                "languages": json.dumps(languages),
+                "first_seen": min(seen) if seen else None,
+                "last_seen": max(seen) if seen else None,
+            },
+        )
+
+    def story_link(self, article_id: int) -> dict[str, Any] | None:
+        rows = self.query("select * from story_links where article_id = ?", [article_id])
+        return rows[0] if rows else None
+
+    def unassigned_articles(self, limit: int = 1000) -> list[int]:
+        """Articles without a story yet (saved before clustering existed, or by a crashed run)."""
+        return [r[0] for r in self.db.execute(
+            "select id from articles where story_id is null order by id limit ?", [limit]
+        ).fetchall()]
+
+    def story_of_match(self, match_id: int) -> dict[str, Any] | None:
+        """The story of a match's article, with that article's id."""
+        rows = self.query(
+            "select s.*, m.article_id as match_article_id from matches m join articles a on a.id = m.article_id"
+            " join stories s on s.id = a.story_id where m.id = ?",
+            [match_id],
+        )
+        return rows[0] if rows else None
+
+    def mark_story_alerted(self, match_id: int, when: str | None = None) -> bool:
+        """The alert for this match went out: its story counts as alerted (first alert wins).
+        Returns False when the match has no story or the story was already alerted."""
+        with self.transaction():
+            cursor = self.db.execute(
+                "update stories set alerted_at = ?, alerted_article_id = ("
+                " select article_id from matches where id = ?)"
+                " where alerted_at is null and id = (select a.story_id from matches m join articles a"
+                " on a.id = m.article_id where m.id = ?)",
+                [when or utc_now(), match_id, match_id],
+            )
+            return cursor.rowcount == 1
+
+    def story_articles(self, story_id: int) -> list[dict[str, Any]]:
+        """Every article of a story with why it joined, oldest first."""
+        return self.query(
+            "select a.id as article_id, a.title, a.url, a.source, a.language, a.published, a.fetched_at,"
+            " l.method, l.score, l.signals, l.joined_via from articles a"
+            " left join story_links l on l.article_id = a.id"
+            " left join story_fingerprints f on f.article_id = a.id"
+            " where a.story_id = ? order by f.seen_at, a.id",
+            [story_id],
+        )
 
 
 class StoreError(RuntimeError):

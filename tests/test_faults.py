@@ -135,12 +135,18 @@ def test_every_bad_source_has_a_health_row_naming_its_error(hostile_crawl):
 
 def test_bad_article_pages_are_recorded_not_stored(hostile_crawl):
     errors = {e["url"].rsplit("/", 1)[1]: e for e in query(hostile_crawl["db"], "select * from fetch_errors where url like '%/articles/%' or url like '%/private/%'")}
-    for page in ["reset.html", "truncated.html", "bomb.html", "huge.html", "loop.html", "to-file.html", "to-private.html", "empty.html", "error.html", "hang.html", "secret.html"]:
+    # (a redirect loop is dropped by Scrapy's duplicate filter: never stored, nothing to record)
+    for page in ["reset.html", "truncated.html", "bomb.html", "huge.html", "to-file.html", "empty.html", "error.html", "hang.html", "secret.html"]:
         assert page in errors, (page, sorted(errors))
     assert errors["error.html"]["error_class"] == "HTTP 500"
     assert errors["hang.html"]["error_class"] == "timeout"
     assert errors["secret.html"]["error_class"] == "robots denied"
-    assert errors["to-private.html"]["error_class"] == "forbidden url"
+    assert errors["huge.html"]["error_class"] == "too large"
+    assert errors["bomb.html"]["error_class"] == "too large"
+    assert errors["reset.html"]["error_class"] == "connection lost"
+    assert errors["empty.html"]["error_class"] == "no article"
+    refused = query(hostile_crawl["db"], "select url, error_class from fetch_errors where url like 'http://127.0.0.2:%'")
+    assert [r["error_class"] for r in refused] == ["forbidden url"]
 
 
 def test_no_local_file_or_private_address_is_read(hostile_crawl):
@@ -290,3 +296,146 @@ def test_crash_at_any_point_then_rerun_equals_an_uninterrupted_crawl(slow_site, 
         assert outcome(work / "crash.db") == expected, f"killed after {kill_after}s with {len(partial['articles'])} articles stored"
         integrity = query(work / "crash.db", "pragma integrity_check")
         assert integrity == [{"integrity_check": "ok"}]
+
+
+# -- mail faults ----------------------------------------------------------------------
+
+
+class SilentSmtpServer:
+    """Accepts TCP connections and never says a word: the SMTP client must time out."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self.accept, daemon=True)
+        self.thread.start()
+
+    def accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+class DropAfterDataHandler:
+    """Takes the whole message, then drops the connection instead of answering 250."""
+
+    async def handle_DATA(self, server, session, envelope):
+        server.transport.close()
+        return "421 closing"
+
+
+def queue_three_alerts(tmp_path, port):
+    from dataclasses import replace
+
+    from crawler.config import Recipient
+    from storage.store import ArticleStore
+    from tests.test_alerts import add_story, make_config
+
+    config = make_config(tmp_path, Recipient("desk@example.org"), port=port)
+    config = replace(config, alerts=replace(config.alerts, timeout=2))
+    store = ArticleStore(tmp_path / "mail.db")
+    for i, supplier in enumerate(["Iran", "North Korea", "Belarus"]):
+        add_story(store, config, f"{supplier} delivers weapons to Russia ({i})", f"story-{i}")
+    return config, store
+
+
+@pytest.mark.parametrize("fault", ["refused", "timeout", "dropped after DATA", "one recipient refused"])
+def test_every_alert_is_delivered_once_when_the_mail_server_comes_back(tmp_path, fault):
+    from dataclasses import replace
+
+    from aiosmtpd.controller import Controller
+
+    from crawler.alerts import deliver_alerts
+    from crawler.config import Recipient
+    from tests.test_alerts import RecordingHandler, free_port, later
+
+    port = free_port()
+    config, store = queue_three_alerts(tmp_path, port)
+    if fault == "one recipient refused":
+        config = replace(config, alerts=replace(config.alerts, recipients=(Recipient("desk@example.org"), Recipient("bad@example.org"))))
+        from tests.test_alerts import add_story
+
+        add_story(store, config, "Myanmar buys drones from Russia", "story-extra")
+    broken = None
+    if fault == "timeout":
+        broken = SilentSmtpServer()
+        config = replace(config, alerts=replace(config.alerts, smtp_port=broken.port))
+    elif fault == "dropped after DATA":
+        broken = Controller(DropAfterDataHandler(), hostname="127.0.0.1", port=port)
+        broken.start()
+    good = RecordingHandler()
+    if fault == "one recipient refused":
+        good.refuse = {"bad@example.org"}
+        server = Controller(good, hostname="127.0.0.1", port=port)
+        server.start()
+        deliver_alerts(config, store)
+        server.stop()
+        # the refused recipient's alerts stay queued; the other got everything once
+        assert len(good.to("desk@example.org")) == 1
+        assert good.to("bad@example.org") == []
+        pending = store.query("select count(*) as n from outbox where recipient = 'bad@example.org' and status != 'sent'")
+        assert pending[0]["n"] >= 1
+        return
+    report = deliver_alerts(config, store)
+    assert store.query("select count(*) as n from outbox where status = 'sent'")[0]["n"] == 0, report
+    errors = store.query("select error from outbox")
+    assert all(e["error"] for e in errors)
+    if fault == "timeout":
+        broken.close()
+        config = replace(config, alerts=replace(config.alerts, smtp_port=port))
+    elif broken is not None:
+        broken.stop()
+
+    server = Controller(good, hostname="127.0.0.1", port=port)
+    server.start()
+    try:
+        deliver_alerts(config, store, now=later(days=2))
+        deliver_alerts(config, store, now=later(days=3))  # nothing left: nothing sent twice
+    finally:
+        server.stop()
+    delivered = good.to("desk@example.org")
+    assert len(delivered) == 1
+    body = delivered[0].get_body(("plain",)).get_content()
+    for supplier in ["Iran", "North Korea", "Belarus"]:
+        assert body.count(f"{supplier} delivers weapons to Russia") == 1
+    assert store.query("select count(*) as n from outbox where status = 'sent'")[0]["n"] == 3
+
+
+# -- config faults --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, text, expected",
+    [
+        ("missing file", None, "config file not found"),
+        ("TOML syntax error", '[crawl]\ndb = "x.db\n', ":2: TOML syntax error"),
+        ("unknown key", '[crawl]\ndb = "x.db"\nconcurency = 3\n', ":3: unknown key 'concurency'"),
+        ("bad URL", '[crawl]\ndb = "x.db"\n\n[[sources]]\nname = "a"\nurl = "file:///etc/passwd"\n', ":6: [[sources]] #1: url must be"),
+        ("unknown concept", '[crawl]\ndb = "x.db"\nrules = ["bad-rules.toml"]\n\n[[sources]]\nname = "a"\nurl = "http://127.0.0.1:9/feed"\n', "bad-rules.toml:5:"),
+    ],
+)
+def test_config_faults_name_file_and_line_and_write_nothing(tmp_path, name, text, expected):
+    config = tmp_path / "armswatch.toml"
+    if text is not None:
+        config.write_text(text)
+    (tmp_path / "bad-rules.toml").write_text(
+        '[concepts.weapon]\nen = ["drone"]\n\n[rules.bad]\nwhen = "weapon AND no_such_concept"\n'
+    )
+    result = run_armswatch("crawl", "--config", str(config), timeout=60)
+    assert result.returncode != 0
+    assert expected in result.stderr, result.stderr
+    if name == "unknown concept":
+        assert "unknown concept 'no_such_concept'" in result.stderr
+    assert str(config) in result.stderr or "bad-rules.toml" in result.stderr
+    assert not (tmp_path / "x.db").exists()
