@@ -1,0 +1,138 @@
+"""Score a rule set on the labelled dev set (tests/rules_devset) and time it.
+
+    python bench/rules.py [--rules NAME_OR_PATH] [--rule arms-procurement] [--errors]
+
+Prints precision, recall and F1 per language, per split (tune / heldout) and overall,
+and the matching cost in milliseconds for a 1,000-word article (one process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from crawler.rules import RuleSet, load_rules  # noqa: E402
+
+DEVSET = ROOT / "tests" / "rules_devset"
+LANGUAGES = ("en", "fr", "it", "de", "es", "uk", "ru")
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    lang: str
+    label: bool
+    split: str
+    title: str | None
+    text: str
+    hard: str | None = None
+
+
+def load_devset(directory: Path = DEVSET) -> list[Example]:
+    """Every article of every `<lang>.toml`; `seed = "seeds/x.txt"` reads the text from a file."""
+    examples = []
+    for lang in LANGUAGES:
+        path = directory / f"{lang}.toml"
+        if not path.exists():
+            continue
+        for a in tomllib.loads(path.read_text(encoding="utf-8"))["article"]:
+            text = (directory / a["seed"]).read_text(encoding="utf-8") if "seed" in a else a["text"]
+            examples.append(Example(a["id"], lang, a["label"], a["split"], a.get("title"), text, a.get("hard")))
+    return examples
+
+
+def flagged(rules: RuleSet, example: Example, rule: str, language: str | None) -> bool:
+    return any(m.rule == rule for m in rules.match(example.title, example.text, language))
+
+
+def scores(pairs: list[tuple[bool, bool]]) -> tuple[float, float, float, int, int]:
+    """(precision, recall, F1, positives, n) for (label, predicted) pairs."""
+    tp = sum(1 for label, pred in pairs if label and pred)
+    fp = sum(1 for label, pred in pairs if not label and pred)
+    fn = sum(1 for label, pred in pairs if label and not pred)
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1, tp + fn, len(pairs)
+
+
+def evaluate(rules: RuleSet, examples: list[Example], rule: str, use_language: bool = True) -> dict[Example, bool]:
+    return {e: flagged(rules, e, rule, e.lang if use_language else None) for e in examples}
+
+
+def thousand_word_articles(examples: list[Example]) -> tuple[list[Example], list[Example]]:
+    """Per language, a 1,000-word article no rule should flag (negatives glued together) and one
+    that opens with a relevant story and goes on with unrelated text (the costlier, flagged case)."""
+    plain, flagged = [], []
+    for lang in LANGUAGES:
+        negatives = [e.text for e in examples if e.lang == lang and not e.label]
+        positive = next((e.text for e in examples if e.lang == lang and e.label and "seed" not in e.id), None)
+        if not negatives or positive is None:
+            continue
+        filler = " ".join("\n\n".join(negatives * 10).split(" ")[:1000])
+        plain.append(Example(f"{lang}-1000-plain", lang, False, "bench", None, filler))
+        mixed = " ".join((positive + "\n\n" + filler).split(" ")[:1000])
+        flagged.append(Example(f"{lang}-1000-flagged", lang, True, "bench", None, mixed))
+    return plain, flagged
+
+
+def cost_ms(rules: RuleSet, articles: list[Example], rounds: int = 5) -> float:
+    """Mean CPU milliseconds per article (best of `rounds`; CPU time, so other processes do not count)."""
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.process_time()
+        for e in articles:
+            rules.match(e.title, e.text, e.lang)
+        best = min(best, time.process_time() - start)
+    return best * 1000 / len(articles)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rules", action="append", help="rule set name or TOML path (default: arms-procurement)")
+    parser.add_argument("--rule", default="arms-procurement", help="the rule whose flags are scored")
+    parser.add_argument("--errors", action="store_true", help="list false positives and false negatives")
+    args = parser.parse_args(argv)
+
+    rules = load_rules(args.rules or ["arms-procurement"])
+    examples = load_devset()
+    print(f"dev set: {len(examples)} articles, {sum(e.label for e in examples)} relevant\n")
+    for use_language, heading in ((True, "language given"), (False, "language unknown (None)")):
+        results = evaluate(rules, examples, args.rule, use_language)
+        print(f"== {heading}")
+        print(f"{'group':<16}{'P':>7}{'R':>7}{'F1':>7}{'pos':>6}{'n':>6}")
+        groups = [(f"lang {lang}", [e for e in examples if e.lang == lang]) for lang in LANGUAGES]
+        groups += [(f"split {s}", [e for e in examples if e.split == s]) for s in ("tune", "heldout")]
+        groups += [("hard negatives", [e for e in examples if e.hard]), ("overall", examples)]
+        for name, group in groups:
+            if not group:
+                continue
+            p, r, f, pos, n = scores([(e.label, results[e]) for e in group])
+            print(f"{name:<16}{p:7.3f}{r:7.3f}{f:7.3f}{pos:6d}{n:6d}")
+        if args.errors:
+            for e, pred in results.items():
+                if pred != e.label:
+                    kind = "FP" if pred else "FN"
+                    print(f"  {kind} {e.id} [{e.split}] {e.title or e.text[:60]!r} {('- ' + e.hard) if e.hard else ''}")
+        print()
+    plain, flagged_articles = thousand_word_articles(examples)
+    rules.match(None, plain[0].text)  # warm the per-word cache, as a long-running worker would be
+    wrongly = [e.id for e in plain if rules.match(None, e.text, e.lang)]
+    print(f"1,000-word articles glued from negatives that were flagged anyway: {wrongly or 'none'}")
+    print(f"cost, 1,000-word article no rule flags: {cost_ms(rules, plain):.3f} ms (one process, CPU time)")
+    print(f"cost, 1,000-word article that is flagged: {cost_ms(rules, flagged_articles):.3f} ms")
+    per_word = cost_ms(rules, examples) / (sum(len(e.text.split()) for e in examples) / len(examples)) * 1000
+    print(f"cost, dev-set articles scaled to 1,000 words: {per_word:.3f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Who supplies whom: read supplier, recipient and weapon tags off the sentences that fired a rule.
+
+Roles come from plain syntax that holds across the seven languages, with the words themselves
+in the rule file's [tagging] concepts: a party after a "from" marker ("from Iran", "dalla Corea
+del Nord", "из Ирана") is a supplier, after a "to" marker a recipient; a party next to a weapon
+("Iranian drones", "missiles nord-coréens") is its origin; a party before an acquire verb is the
+buyer, before a supply verb the seller; a party listed right after another ("Iran and Myanmar")
+shares its role.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+from crawler.rules_parse import Concept, Tagging
+
+Occ = tuple[int, int, int]  # (first token, end token, concept index)
+
+
+def read_tags(
+    tagging: Tagging,
+    concepts: list[Concept],
+    occs: list[Occ],
+    evidence: list[Occ],
+    sids: list[int],
+    gap: Callable[[int], str],
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(suppliers, recipients, weapons) for a flag whose terms (other than parties) are `evidence`.
+
+    `gap(i)` is the text between token i-1 and token i: a dash or a comma there breaks adjacency.
+    """
+    weapons = dict.fromkeys(concepts[c].tag for _, _, c in evidence if c in tagging.weapons and concepts[c].tag)
+    sentences = sorted({sids[lo] for lo, _, _ in evidence})
+    evidence_starts = {lo for lo, _, _ in evidence}
+    by_sentence: dict[int, list[Occ]] = {}
+    wanted = set(sentences)
+    for occ in occs:
+        s = sids[occ[0]]
+        if s in wanted:
+            by_sentence.setdefault(s, []).append(occ)
+    supplier_votes: Counter[str] = Counter()
+    recipient_votes: Counter[str] = Counter()
+    for s in sentences:
+        for tag, role in _sentence_roles(tagging, concepts, by_sentence.get(s, []), gap, evidence_starts):
+            (supplier_votes if role == "supplier" else recipient_votes)[tag] += 1
+    suppliers = [t for t, n in supplier_votes.most_common() if 2 * n >= recipient_votes[t]]
+    recipients = [t for t, n in recipient_votes.most_common() if 2 * n >= supplier_votes[t]]
+    return tuple(suppliers), tuple(recipients), tuple(t for t in weapons if t)
+
+
+def _adjacent(gap: Callable[[int], str], first_end: int, second_start: int) -> bool:
+    """Two terms side by side, with nothing but a space or a hyphen between them."""
+    return first_end == second_start and gap(second_start).strip() in ("", "-")
+
+
+def _sentence_roles(
+    tagging: Tagging, concepts: list[Concept], occs: list[Occ], gap: Callable[[int], str], evidence_starts: set[int]
+) -> list[tuple[str, str]]:
+    """Roles of the tagged parties in one sentence; verbs count only where they fired the rule."""
+    occs = sorted(occs)
+    parties = [o for o in occs if o[2] in tagging.parties and concepts[o[2]].tag]
+    if not parties:
+        return []
+    weapon_occs = [o for o in occs if o[2] in tagging.weapons]
+    origin_occs = [o for o in occs if o[2] in tagging.origin]
+    weapon_ends = {o[1] for o in weapon_occs}
+    markers: list[tuple[int, int, str]] = []
+    for lo, hi, c in occs:
+        if c in tagging.source:
+            markers.append((lo, hi, "supplier"))
+        elif c in tagging.source_after_weapon and lo in weapon_ends:
+            markers.append((lo, hi, "supplier"))
+        elif c in tagging.target:
+            markers.append((lo, hi, "recipient"))
+        elif c in tagging.neutral:
+            markers.append((lo, hi, "neutral"))
+    verbs = [
+        (lo, "recipient" if c in tagging.acquire else "supplier")
+        for lo, _, c in occs
+        if (c in tagging.acquire or c in tagging.supply) and lo in evidence_starts
+    ]
+    joins = {i for lo, hi, c in occs if c in tagging.joins or c in tagging.source_after_weapon for i in range(lo, hi)}
+
+    n_parties = len(parties)
+    roles: list[str | None] = []
+    for lo, hi, _ in parties:
+        role = _marker_role(markers, lo)
+        if role is None and any(dash in gap(lo) for dash in (" - ", " – ", "—")):
+            role = "neutral"  # a credit line: "... balistiques - USA", "— Reuters"
+        if role is None and any(
+            _adjacent(gap, hi, w_lo) or _adjacent(gap, w_hi, lo)
+            for w_lo, w_hi, _ in weapon_occs + origin_occs
+        ):
+            role = "supplier"  # origin: "Iranian drones", "missiles nord-coréens", "di fabbricazione iraniana"
+        roles.append(role)
+
+    def share_roles() -> None:
+        """A party listed next to another shares its role: "Iran and Myanmar", "Egypt, Syria, Iran"."""
+        for _ in range(2):
+            for n in range(n_parties):
+                for m in (n - 1, n + 1):
+                    if 0 <= m < n_parties and roles[n] is None and roles[m] is not None:
+                        a, b = sorted((parties[n], parties[m]))
+                        if b[0] - a[1] <= 3 and all(i in joins for i in range(a[1], b[0])):
+                            roles[n] = roles[m]
+
+    share_roles()
+    for n, (lo, hi, _) in enumerate(parties):
+        if roles[n] is None:
+            following = [v for v in verbs if hi <= v[0] <= hi + 12]
+            next_party = parties[n + 1][0] if n + 1 < n_parties else None
+            if following and (next_party is None or next_party > following[0][0]):
+                roles[n] = following[0][1]  # the party closest before a verb is its subject
+    share_roles()
+    tagged = [(concepts[p[2]].tag or "", r) for p, r in zip(parties, roles)]
+    if "supplier" in roles and "recipient" not in roles:
+        # "la RPDC fournit des armes [à] la Russie": a party beside the evidence is the recipient.
+        tagged = [
+            (t, "recipient" if r is None and any(abs(p[0] - e) <= 6 for e in evidence_starts) else r)
+            for (t, r), p in zip(tagged, parties)
+        ]
+    return [(t, r) for t, r in tagged if r in ("supplier", "recipient")]
+
+
+def _marker_role(markers: list[tuple[int, int, str]], party_lo: int) -> str | None:
+    """Role given by a marker ending at most two words (articles) before the party."""
+    best = None
+    for lo, hi, role in markers:
+        if 0 <= party_lo - hi <= 2 and (best is None or hi > best[0]):
+            best = (hi, role)
+    return None if best is None else best[1]
