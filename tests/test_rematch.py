@@ -1,0 +1,69 @@
+"""After editing a rule file, `armswatch rematch` brings the archive's flags up to date."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from tests.conftest import run_armswatch
+
+
+def flagged(db):
+    conn = sqlite3.connect(db)
+    try:
+        return sorted(
+            (url.rsplit("/", 1)[1], rule)
+            for url, rule in conn.execute("select a.url, m.rule from matches m join articles a on a.id = m.article_id")
+        )
+    finally:
+        conn.close()
+
+
+def test_rematch_adds_and_removes_flags_after_a_rule_edit(site, tmp_path):
+    config = tmp_path / "armswatch.toml"
+    config.write_text(f'[crawl]\ndb = "x.db"\n\n[[sources]]\nname = "Gazette"\nurl = "{site.base_url}/feed.xml"\n\n'
+                      f'[[sources]]\nname = "Europe"\nurl = "{site.base_url}/atom.xml"\n')
+    assert run_armswatch("crawl", "--config", str(config)).returncode == 0
+    db = tmp_path / "x.db"
+    assert flagged(db) == [("coree-obus.html", "arms-procurement"), ("iran-drones.html", "arms-procurement")]
+
+    # the user narrows arms-procurement to North Korea and adds a harvest rule
+    (tmp_path / "mine.toml").write_text(
+        '[concepts.korea]\nen = ["north korea"]\nfr = ["coree du nord"]\n\n'
+        '[concepts.harvest]\nen = ["harvest*"]\n\n'
+        '[rules.arms-procurement]\nwhen = "korea"\n\n'
+        '[rules.harvest-watch]\nwhen = "harvest"\n'
+    )
+    config.write_text(config.read_text().replace('db = "x.db"', 'db = "x.db"\nrules = ["mine.toml"]'))
+    result = run_armswatch("rematch", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "1 matches added, 1 removed" in result.stdout
+    assert flagged(db) == [
+        ("coree-obus.html", "arms-procurement"),
+        ("harvest-report.html", "harvest-watch"),
+    ]
+    # old news newly flagged is not queued as an alert
+    conn = sqlite3.connect(db)
+    assert conn.execute("select count(*) from outbox").fetchone()[0] == 0
+    conn.close()
+
+
+def test_match_command_explains_a_flag_for_a_text_and_an_html_file(tmp_path):
+    from pathlib import Path
+
+    seeds = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+    text_file = next(seeds.glob("001_*.txt"))
+    result = run_armswatch("match", str(text_file))
+    assert result.returncode == 0, result.stderr
+    assert "arms-procurement" in result.stdout
+    assert "North Korea" in result.stdout and "Russia" in result.stdout
+
+    page = Path(__file__).resolve().parents[1] / "crawler" / "demo_site" / "articles" / "seed-004.html"
+    result = run_armswatch("match", str(page))
+    assert result.returncode == 0, result.stderr
+    assert "arms-procurement" in result.stdout and "North Korea" in result.stdout
+
+    calm = tmp_path / "calm.txt"
+    calm.write_text("The city council approved a new park with a playground and a lake.")
+    result = run_armswatch("match", str(calm))
+    assert result.returncode == 0
+    assert "arms-procurement" not in result.stdout
