@@ -31,8 +31,6 @@ _LABEL_ALIASES = {
     "win-1251": "cp1251",
     "x-mac-cyrillic": "mac_cyrillic",
 }
-# declarations that say "Western European" are so often wrong on UTF-8 pages that valid UTF-8 wins
-_WEAK_DECLARATIONS = {"cp1252", "ascii", "latin_1", "iso8859_1", "iso8859_15", "utf_8"}
 
 
 def _codec_name(label: bytes | str | None) -> str | None:
@@ -77,8 +75,9 @@ def decode_html(html: bytes, headers: Mapping[str, str] | None = None) -> str:
             return html.decode(codec, errors="replace").lstrip("\ufeff")
     declared = declared_charset(html, headers)
     utf8 = _utf8_or_none(html)
-    # valid UTF-8 with non-ASCII bytes is almost never an accident of a legacy encoding
-    if utf8 is not None and (declared is None or declared in _WEAK_DECLARATIONS or not html.isascii()):
+    # valid UTF-8 with non-ASCII bytes is almost never an accident of a legacy encoding, so it wins
+    # over any declaration (pure ASCII reads the same in every charset we accept)
+    if utf8 is not None:
         return utf8
     if declared is not None and declared != "utf_8":
         try:

@@ -1,0 +1,392 @@
+"""Page bytes -> Article: trafilatura for the body, page metadata for the rest, cleaning for the noise.
+
+Runs inside a process-pool worker, so everything heavy (the boilerplate patterns, the language
+model) is built once at import and extract_article is a plain module-level function. It never
+raises on hostile input: a page that yields nothing falls back to the feed entry's summary, and
+a page that yields nothing at all gives None.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import unicodedata
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import asdict
+from functools import lru_cache
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import py3langid
+import trafilatura
+from htmldate import find_date
+from lxml import etree
+from lxml.html import HtmlElement
+from tld import get_fld
+
+from crawler.cleaning import clean_text, normalize_space, prune_boilerplate
+from crawler.encoding import decode_html
+from crawler.items import Article, FeedEntry
+
+__all__ = ["MAX_HTML_BYTES", "article_report", "decode_html", "extract_article", "load_source"]
+
+LOGGER = logging.getLogger(__name__)
+
+MAX_HTML_BYTES = 5 * 1024 * 1024
+# measured on the 181-page benchmark (bench/extraction.py): precision mode is cleaner and loses
+# little; when it finds nothing, the balanced mode gets a second chance
+TRAFILATURA_OPTIONS = {"favor_precision": True, "include_comments": False, "include_tables": True}
+FALLBACK_OPTIONS = {"favor_precision": False, "include_comments": False, "include_tables": True}
+# below this many characters a precision-mode result is treated as "nothing found"
+MIN_BODY_CHARS = 250
+# language identification needs little text; more only costs time
+LANG_SAMPLE_CHARS = 300
+FETCH_TIMEOUT = 20
+FETCH_MAX_BYTES = MAX_HTML_BYTES
+
+_TITLE_SPLIT = re.compile(r"\s+[|–—-]\s+|\s+[:·•]\s+(?=[^:]*$)")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+# <head> only: a canonical link in the body is as likely to belong to an embedded story
+_CANONICAL_LINKS = etree.XPath('/html/head/link[@rel="canonical"]/@href', smart_strings=False)
+
+py3langid.classify("warm up")  # loads the model now, not in the first worker call
+
+
+# --- metadata from the page head ----------------------------------------------------------------
+
+
+def _meta_tags(tree: HtmlElement) -> dict[str, str]:
+    """<meta property|name|itemprop=... content=...>, first value of each, keys lower-cased."""
+    found: dict[str, str] = {}
+    for meta in tree.iter("meta"):
+        key = meta.get("property") or meta.get("name") or meta.get("itemprop")
+        content = meta.get("content")
+        if key and content and content.strip():
+            found.setdefault(key.strip().lower(), normalize_space(content))
+    return found
+
+
+def _json_ld_objects(tree: HtmlElement) -> list[dict]:
+    """Every JSON-LD object on the page, @graph members included; broken JSON is skipped."""
+    objects: list[dict] = []
+    for script in tree.iter("script"):
+        if (script.get("type") or "").strip().lower() != "application/ld+json":
+            continue
+        try:
+            data = json.loads(script.text or "")
+        except (ValueError, TypeError):
+            continue
+        pending = data if isinstance(data, list) else [data]
+        while pending:
+            item = pending.pop(0)
+            if isinstance(item, dict):
+                objects.append(item)
+                graph = item.get("@graph")
+                if isinstance(graph, list):
+                    pending.extend(graph)
+    return objects
+
+
+def _json_ld_article(objects: list[dict]) -> dict:
+    """The first object that describes an article (NewsArticle, BlogPosting, ...)."""
+    for obj in objects:
+        kind = obj.get("@type")
+        kinds = kind if isinstance(kind, list) else [kind]
+        if any(isinstance(k, str) and (k.endswith("Article") or k in ("BlogPosting", "Report")) for k in kinds):
+            return obj
+    return {}
+
+
+def _names(value: object) -> list[str]:
+    """Author names from JSON-LD: a string, an object with a name, or a list of either."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return _names(value.get("name"))
+    if isinstance(value, list):
+        return [name for item in value for name in _names(item)]
+    return []
+
+
+def _first_text(tree: HtmlElement, xpath: str) -> str | None:
+    for element in tree.xpath(xpath):
+        text = normalize_space(element.text_content())
+        if text:
+            return text
+    return None
+
+
+def _title_candidates(tree: HtmlElement, meta: dict[str, str], ld: dict) -> list[str]:
+    """Every form the headline takes on the page, best first; all of them are stripped from the text."""
+    h1 = _first_text(tree, "//h1")
+    og = meta.get("og:title") or meta.get("twitter:title")
+    headline = ld.get("headline") if isinstance(ld.get("headline"), str) else None
+    html_title = _first_text(tree, "/html/head/title")
+    candidates: list[str] = []
+    # h1 is the cleanest when the other sources confirm it; og/<title> often carry the site name
+    if h1 and any(h1.casefold() in (c or "").casefold() for c in (og, headline, html_title)):
+        candidates.append(h1)
+    for value in (og, headline):
+        if value:
+            candidates.append(normalize_space(value))
+    if html_title:
+        parts = _TITLE_SPLIT.split(html_title)
+        candidates.append(max(parts, key=len) if len(parts) > 1 else html_title)
+        candidates.append(html_title)
+    if h1:
+        candidates.append(h1)
+    return list(dict.fromkeys(c for c in candidates if c))
+
+
+def _published(tree: HtmlElement, meta: dict[str, str], ld: dict, url: str) -> str | None:
+    """An explicit publication timestamp when the page gives one, else htmldate's best guess."""
+    for value in (ld.get("datePublished"), meta.get("article:published_time"), meta.get("datepublished")):
+        if isinstance(value, str) and _ISO_DATE.match(value.strip()):
+            value = value.strip()
+            try:
+                datetime.fromisoformat(value.replace("Z", "+00:00"))
+                return value
+            except ValueError:
+                return value[:10]
+    try:
+        return find_date(tree, url=url, extensive_search=False, original_date=True)
+    except Exception:  # htmldate is best effort; a date is never worth losing the article
+        return None
+
+
+def _author(meta: dict[str, str], ld: dict) -> str | None:
+    names = _names(ld.get("author"))
+    if not names:
+        for key in ("author", "article:author", "byl", "parsely-author", "dc.creator", "sailthru.author"):
+            value = meta.get(key)
+            if value and not value.startswith(("http://", "https://")):
+                names = [re.sub(r"^(?:by|par|di|von|por)\s+", "", value, flags=re.IGNORECASE)]
+                break
+    names = list(dict.fromkeys(normalize_space(n) for n in names if n and n.strip()))
+    return ", ".join(names) or None
+
+
+def _site_name(meta: dict[str, str], ld: dict) -> str | None:
+    publisher = ld.get("publisher")
+    name = meta.get("og:site_name") or (publisher.get("name") if isinstance(publisher, dict) else None)
+    return normalize_space(name) if isinstance(name, str) and name.strip() else None
+
+
+def registered_domain(url: str) -> str | None:
+    """example.co.uk for https://news.example.co.uk/x; the host itself for IPs and localhost."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return _registered_domain_of_host(host) if host else None
+
+
+@lru_cache(maxsize=4096)
+def _registered_domain_of_host(host: str) -> str:
+    return get_fld(f"http://{host}/", fail_silently=True) or host
+
+
+def _canonical(tree: HtmlElement, meta: dict[str, str], url: str) -> str:
+    """rel=canonical or og:url, but only on the same site: a page cannot claim another site's URL."""
+    candidates = _CANONICAL_LINKS(tree) + [meta.get("og:url", "")]
+    own_host = urlsplit(url).hostname
+    for href in candidates:
+        href = (href or "").strip()
+        if not href:
+            continue
+        absolute = urljoin(url, href)
+        try:
+            parts = urlsplit(absolute)
+        except ValueError:
+            continue
+        if parts.scheme not in ("http", "https") or not parts.hostname or not own_host:
+            continue
+        if parts.hostname == own_host or registered_domain(absolute) == registered_domain(url):
+            return absolute
+    return url
+
+
+def _declared_language(tree: HtmlElement, meta: dict[str, str]) -> str | None:
+    value = tree.get("lang") or meta.get("og:locale") or meta.get("content-language") or ""
+    code = re.split(r"[-_]", value.strip().lower())[0]
+    return code if re.fullmatch(r"[a-z]{2}", code) else None
+
+
+def detect_language(text: str, declared: str | None) -> str | None:
+    """The page's declared language when the text agrees (it is among py3langid's two best guesses)."""
+    sample = text[:LANG_SAMPLE_CHARS]
+    if len(sample) < 20:
+        return declared
+    ranked = [code for code, _ in py3langid.rank(sample)[:2]]
+    if declared and declared in ranked:
+        return declared
+    return ranked[0] if ranked else declared
+
+
+# --- the body ----------------------------------------------------------------------------------
+
+
+def _extract_body(tree: HtmlElement, url: str) -> str:
+    """trafilatura in precision mode; the balanced mode when precision finds (almost) nothing."""
+    text = ""
+    for options in (TRAFILATURA_OPTIONS, FALLBACK_OPTIONS):
+        try:
+            document = trafilatura.bare_extraction(tree, url=url, output_format="python", **options)
+        except Exception:  # trafilatura's own failures mean "no body", never a crash
+            LOGGER.debug("trafilatura failed on %s", url, exc_info=True)
+            document = None
+        if document is not None:
+            candidate = unicodedata.normalize("NFC", document.text or "")
+            if len(candidate) > len(text):
+                text = candidate
+        if len(text) >= MIN_BODY_CHARS:
+            break
+    return text
+
+
+def _parse(html: bytes, headers: Mapping[str, str] | None) -> HtmlElement | None:
+    try:
+        return trafilatura.load_html(decode_html(html[:MAX_HTML_BYTES], headers))
+    except Exception:
+        LOGGER.debug("unparsable page", exc_info=True)
+        return None
+
+
+def extract_article(
+    html: bytes,
+    url: str,
+    headers: Mapping[str, str] | None = None,
+    entry: FeedEntry | None = None,
+) -> Article | None:
+    """bytes of a page -> cleaned Article; None when neither the page nor the feed entry yields text.
+
+    Input beyond MAX_HTML_BYTES is cut before parsing. Never raises on bad HTML or encodings.
+    """
+    if isinstance(html, str):  # tolerate callers that already decoded the page
+        html = html.encode("utf-8", errors="replace")
+    try:
+        return _extract(html or b"", url, headers, entry)
+    except Exception:  # a worker must survive any page; log it and keep what the feed said
+        LOGGER.exception("extraction failed for %s", url)
+        return _from_entry_only(url, entry)
+
+
+def _extract(html: bytes, url: str, headers: Mapping[str, str] | None, entry: FeedEntry | None) -> Article | None:
+    tree = _parse(html, headers)
+    if tree is None:
+        return _from_entry_only(url, entry)
+    meta = _meta_tags(tree)
+    ld = _json_ld_article(_json_ld_objects(tree))
+    titles = _title_candidates(tree, meta, ld)
+    if entry is not None and entry.title:
+        titles.append(normalize_space(entry.title))
+    published = _published(tree, meta, ld, url)
+    author = _author(meta, ld)
+    declared_language = _declared_language(tree, meta)
+    canonical = _canonical(tree, meta, url)
+    site_name = _site_name(meta, ld)
+
+    prune_boilerplate(tree)
+    text = clean_text(_extract_body(tree, url), titles)
+    summary_only = False
+    if entry is not None and entry.summary and len(text) < MIN_BODY_CHARS:
+        # an empty or paywalled page: the feed's summary says more than the page showed
+        summary = clean_text(entry.summary, titles)
+        if len(summary) > len(text):
+            text, summary_only = summary, True
+    if not text:
+        return None
+    title = titles[0] if titles else None
+    return _article(
+        url=url,
+        canonical_url=canonical,
+        title=title,
+        text=text,
+        author=author or (entry.author if entry else None),
+        published=published or (entry.published if entry else None),
+        site_name=site_name,
+        language=detect_language(text, declared_language),
+        summary_only=summary_only,
+    )
+
+
+def _from_entry_only(url: str, entry: FeedEntry | None) -> Article | None:
+    """What the feed said, when the page itself cannot be read."""
+    if entry is None or not (entry.summary or "").strip():
+        return None
+    text = clean_text(entry.summary or "", [entry.title or ""])
+    if not text:
+        return None
+    return _article(
+        url=url,
+        canonical_url=url,
+        title=entry.title,
+        text=text,
+        author=entry.author,
+        published=entry.published,
+        site_name=None,
+        language=detect_language(text, None),
+        summary_only=True,
+    )
+
+
+def _article(**fields: object) -> Article:
+    missing = tuple(
+        name for name in ("title", "author", "published", "language", "text") if not fields.get(name)
+    )
+    return Article(missing=missing, **fields)  # type: ignore[arg-type]
+
+
+# --- the CLI's view ------------------------------------------------------------------------------
+
+
+def article_report(article: Article, as_json: bool) -> str:
+    """What `armswatch extract` prints: the headline, one line per metadata field, then the text."""
+    if as_json:
+        return json.dumps(asdict(article), ensure_ascii=False, indent=2)
+    lines = [article.title or "(no title)", "=" * min(len(article.title or "(no title)"), 80)]
+    for label, value in (
+        ("URL", article.url),
+        ("Canonical", article.canonical_url if article.canonical_url != article.url else None),
+        ("Site", article.site_name),
+        ("Author", article.author),
+        ("Published", article.published),
+        ("Language", article.language),
+        ("Body", "feed summary only (the page gave no text)" if article.summary_only else None),
+        ("Not found", ", ".join(article.missing) if article.missing else None),
+    ):
+        if value:
+            lines.append(f"{label + ':':<11} {value}")
+    lines += ["", article.text or "(no text)"]
+    return "\n".join(lines)
+
+
+def load_source(file_or_url: str) -> tuple[bytes, str, dict]:
+    """(body, url, headers) from a local file or an http(s) URL; errors name what could not be read.
+
+    Raises ValueError for anything else (ftp:, file:, a missing file, a failed download).
+    """
+    scheme = urlsplit(file_or_url).scheme.lower()
+    if scheme in ("http", "https"):
+        request = urllib.request.Request(file_or_url, headers={"User-Agent": "armswatch (extract command)"})
+        try:
+            with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:  # noqa: S310 (scheme checked)
+                body = response.read(FETCH_MAX_BYTES + 1)
+                headers = {k.lower(): v for k, v in response.headers.items()}
+                final_url = response.geturl()
+        except (urllib.error.URLError, TimeoutError, OSError, ValueError) as err:
+            raise ValueError(f"could not download {file_or_url}: {err}") from err
+        return body[:FETCH_MAX_BYTES], final_url, headers
+    if scheme and len(scheme) > 1:  # "c:" is a Windows drive, not a scheme
+        raise ValueError(f"{file_or_url}: only local files and http(s) URLs can be extracted")
+    path = Path(file_or_url)
+    try:
+        with path.open("rb") as handle:
+            body = handle.read(FETCH_MAX_BYTES + 1)
+    except OSError as err:
+        raise ValueError(f"could not read {path}: {err.strerror or err}") from err
+    return body[:FETCH_MAX_BYTES], path.resolve().as_uri(), {}
