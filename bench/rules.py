@@ -1,6 +1,9 @@
-"""Score a rule set on the labelled dev set (tests/rules_devset) and time it.
+"""Score a rule set on a labelled set (tests/rules_devset, or the blind set) and time it.
 
-    python bench/rules.py [--rules NAME_OR_PATH] [--rule arms-procurement] [--errors]
+    python bench/rules.py [--set devset|blindset] [--rules NAME_OR_PATH] [--rule arms-procurement] [--errors]
+
+The blind set (tests/rules_blindset) was written before its author read the rules; its positives
+name their suppliers and recipients, so this also reports how well the tags agree.
 
 Prints precision, recall and F1 per language, per split (tune / heldout) and overall,
 and the matching cost in milliseconds for a 1,000-word article (one process).
@@ -22,6 +25,7 @@ if str(ROOT) not in sys.path:
 from crawler.rules import RuleSet, load_rules  # noqa: E402
 
 DEVSET = ROOT / "tests" / "rules_devset"
+SETS = {"devset": DEVSET, "blindset": ROOT / "tests" / "rules_blindset"}
 LANGUAGES = ("en", "fr", "it", "de", "es", "uk", "ru")
 
 
@@ -34,6 +38,8 @@ class Example:
     title: str | None
     text: str
     hard: str | None = None
+    suppliers: tuple[str, ...] = ()
+    recipients: tuple[str, ...] = ()
 
 
 def load_devset(directory: Path = DEVSET) -> list[Example]:
@@ -45,7 +51,12 @@ def load_devset(directory: Path = DEVSET) -> list[Example]:
             continue
         for a in tomllib.loads(path.read_text(encoding="utf-8"))["article"]:
             text = (directory / a["seed"]).read_text(encoding="utf-8") if "seed" in a else a["text"]
-            examples.append(Example(a["id"], lang, a["label"], a["split"], a.get("title"), text, a.get("hard")))
+            examples.append(
+                Example(
+                    a["id"], lang, a["label"], a["split"], a.get("title") or None, text, a.get("hard"),
+                    tuple(a.get("suppliers", ())), tuple(a.get("recipients", ())),
+                )
+            )
     return examples
 
 
@@ -66,6 +77,26 @@ def scores(pairs: list[tuple[bool, bool]]) -> tuple[float, float, float, int, in
 
 def evaluate(rules: RuleSet, examples: list[Example], rule: str, use_language: bool = True) -> dict[Example, bool]:
     return {e: flagged(rules, e, rule, e.lang if use_language else None) for e in examples}
+
+
+def tag_agreement(rules: RuleSet, examples: list[Example], rule: str) -> dict[str, tuple[int, int, int]]:
+    """Per role, (expected names found, expected names, tagged names not expected) over flagged positives
+    that name their parties; only names the rule set can tag count as expected."""
+    taggable = {c.tag for c in rules._c.concepts if c.tag}
+    totals = {"suppliers": [0, 0, 0], "recipients": [0, 0, 0]}
+    for e in examples:
+        if not e.label or not (e.suppliers or e.recipients):
+            continue
+        found = [m for m in rules.match(e.title, e.text, e.lang) if m.rule == rule]
+        if not found:
+            continue
+        for role, expected in (("suppliers", e.suppliers), ("recipients", e.recipients)):
+            wanted = {n for n in expected if n in taggable}
+            got = set(getattr(found[0], role))
+            totals[role][0] += len(wanted & got)
+            totals[role][1] += len(wanted)
+            totals[role][2] += len(got - set(expected))
+    return {role: (a, b, c) for role, (a, b, c) in totals.items()}
 
 
 def thousand_word_articles(examples: list[Example]) -> tuple[list[Example], list[Example]]:
@@ -100,17 +131,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rules", action="append", help="rule set name or TOML path (default: arms-procurement)")
     parser.add_argument("--rule", default="arms-procurement", help="the rule whose flags are scored")
     parser.add_argument("--errors", action="store_true", help="list false positives and false negatives")
+    parser.add_argument("--set", choices=sorted(SETS), default="devset", help="which labelled set to score")
     args = parser.parse_args(argv)
 
     rules = load_rules(args.rules or ["arms-procurement"])
-    examples = load_devset()
-    print(f"dev set: {len(examples)} articles, {sum(e.label for e in examples)} relevant\n")
+    examples = load_devset(SETS[args.set])
+    print(f"{args.set}: {len(examples)} articles, {sum(e.label for e in examples)} relevant\n")
     for use_language, heading in ((True, "language given"), (False, "language unknown (None)")):
         results = evaluate(rules, examples, args.rule, use_language)
         print(f"== {heading}")
         print(f"{'group':<16}{'P':>7}{'R':>7}{'F1':>7}{'pos':>6}{'n':>6}")
         groups = [(f"lang {lang}", [e for e in examples if e.lang == lang]) for lang in LANGUAGES]
-        groups += [(f"split {s}", [e for e in examples if e.split == s]) for s in ("tune", "heldout")]
+        groups += [(f"split {s}", [e for e in examples if e.split == s]) for s in ("tune", "heldout", "blind")]
         groups += [("hard negatives", [e for e in examples if e.hard]), ("overall", examples)]
         for name, group in groups:
             if not group:
@@ -122,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
                 if pred != e.label:
                     kind = "FP" if pred else "FN"
                     print(f"  {kind} {e.id} [{e.split}] {e.title or e.text[:60]!r} {('- ' + e.hard) if e.hard else ''}")
+        print()
+    if any(e.suppliers or e.recipients for e in examples):
+        for role, (found, expected, extra) in tag_agreement(rules, examples, args.rule).items():
+            share = found / expected if expected else 1.0
+            print(f"tags, {role}: {found}/{expected} expected (taggable) names found ({share:.2f}), {extra} tagged names not expected")
         print()
     plain, flagged_articles = thousand_word_articles(examples)
     rules.match(None, plain[0].text)  # warm the per-word cache, as a long-running worker would be

@@ -44,8 +44,8 @@ def read_tags(
     for s in sentences:
         for tag, role in _sentence_roles(tagging, concepts, by_sentence.get(s, []), gap, evidence_starts):
             (supplier_votes if role == "supplier" else recipient_votes)[tag] += 1
-    suppliers = [t for t, n in supplier_votes.most_common() if 2 * n >= recipient_votes[t]]
-    recipients = [t for t, n in recipient_votes.most_common() if 2 * n >= supplier_votes[t]]
+    suppliers = [t for t, n in supplier_votes.most_common() if n >= recipient_votes[t]]
+    recipients = [t for t, n in recipient_votes.most_common() if n >= supplier_votes[t]]
     return tuple(suppliers), tuple(recipients), tuple(t for t in weapons if t)
 
 
