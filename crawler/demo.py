@@ -16,8 +16,16 @@ import click
 
 from crawler.demo_server import SiteServer, demo_site_path
 
-DEMO_FEEDS = [
-    ("Demo Wire (RSS)", "feed.xml", "feed"),
+# One source of every type, so the demo shows each at work; articles listed by several
+# sources are fetched and stored once.
+DEMO_SOURCES = [
+    ("Demo Wire (RSS 2.0)", "feed.xml", "feed", ""),
+    ("Europa Rundschau (Atom)", "atom.xml", "feed", ""),
+    ("Demo Wire (RSS 1.0)", "rss1.xml", "feed", ""),
+    ("Demo Wire (JSON Feed)", "feed.json", "feed", ""),
+    ("Demo Wire (news sitemap)", "sitemap.xml", "sitemap", ""),
+    ("Demo Wire world section", "section/world.html", "page", "max_pages = 2"),
+    ("Demo Wire homepage", "index.html", "homepage", ""),
 ]
 
 
@@ -38,8 +46,8 @@ def demo_config_text(base_url: str, out_dir: Path) -> str:
         'mode = "instant"',
         "",
     ]
-    for name, path, kind in DEMO_FEEDS:
-        lines += ["[[sources]]", f'name = "{name}"', f'url = "{base_url}/{path}"', f'type = "{kind}"', ""]
+    for name, path, kind, extra in DEMO_SOURCES:
+        lines += ["[[sources]]", f'name = "{name}"', f'url = "{base_url}/{path}"', f'type = "{kind}"', extra, ""]
     return "\n".join(lines)
 
 
