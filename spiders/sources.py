@@ -1,9 +1,13 @@
 """SourcesSpider: one crawl over every configured source, then over the new article pages.
 
-Per source it sends a conditional GET (ETag / Last-Modified), skips a body it has seen,
-turns the document into FeedEntry records, and requests only the article pages not
-stored yet. The validators of a source are saved when the crawl finishes, never before,
-so a run killed halfway is completed by the next one instead of being answered by 304.
+A source is a feed, a (news) sitemap, a listing page, or a homepage whose feeds are
+discovered. Its first document gets a conditional GET (ETag / Last-Modified) and is
+skipped when its body is one already seen; the documents it leads to (child sitemaps,
+further listing pages, discovered feeds) become FeedEntry records, and only article
+pages not stored yet are requested. The validators of a source are saved when the crawl
+finishes, never before, so a run killed halfway is completed by the next one instead of
+being answered by 304. Health is written once per source and run before any of its
+article pages is requested, so the pipeline can count new articles against it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import scrapy
@@ -23,13 +29,36 @@ from crawler.config import Config, Source, load_config
 from crawler.errors import classify_failure
 from crawler.items import FeedEntry, PageItem
 from crawler.urls import canonical_url, is_fetchable_url
+from spiders.discovery import announced_feeds, common_feed_urls
 from spiders.feeds import FeedParseError, parse_feed
+from spiders.listings import ListingError, parse_listing
+from spiders.sitemaps import SitemapError, parse_sitemap
 from storage.store import ArticleStore
 
-
-# Statuses the source callback sees itself (to record them in the health table);
+# Statuses the document callback sees itself (to record them in the health table);
 # redirects stay with Scrapy's RedirectMiddleware.
 SOURCE_STATUSES = [304, *range(400, 600)]
+MAX_SITEMAP_CHILDREN = 50  # per index, newest first: older archives need a since_days window anyway
+MAX_SITEMAP_DEPTH = 2  # an index of indexes, no deeper
+
+# Roles of the documents a source leads to
+ROOT = "root"  # the configured URL of a feed, sitemap or listing source
+HOMEPAGE = "homepage"  # the configured URL of a homepage source
+ANNOUNCED = "announced feed"  # a feed the homepage links to
+PROBE = "probed feed"  # a conventional feed path tried when the homepage announces none
+CHILD_SITEMAP = "child sitemap"
+NEXT_PAGE = "next page"  # page 2.. of a listing
+
+READ_ERRORS = (FeedParseError, SitemapError, ListingError, ValueError)
+
+
+@dataclass
+class SourceRun:
+    """What one run has learnt about a source so far (its health row is written once)."""
+
+    recorded: bool = False
+    announced_pending: int = 0
+    feed_found: bool = False
 
 
 class SourcesSpider(scrapy.Spider):
@@ -57,6 +86,7 @@ class SourcesSpider(scrapy.Spider):
         self.store: ArticleStore | None = None
         self.run_id: int | None = None
         self.pending_validators: dict[str, tuple[str | None, str | None, str]] = {}
+        self.runs: dict[str, SourceRun] = {}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> SourcesSpider:
@@ -100,15 +130,21 @@ class SourcesSpider(scrapy.Spider):
             if not r.rules or rule in r.rules
         ]
 
-    # -- sources -----------------------------------------------------------------------
+    # -- source documents --------------------------------------------------------------
 
     async def start(self) -> AsyncIterator[Request]:
         for source in self.armswatch_config.enabled_sources:
-            yield self.source_request(source)
+            self.runs[source.name] = SourceRun()
+            if source.type == "homepage":
+                # A homepage changes on every visit; the feeds it leads to carry the validators.
+                yield self.document_request(source, source.url, HOMEPAGE, conditional=False)
+            else:
+                yield self.document_request(source, source.url, ROOT, conditional=True)
 
-    def source_request(self, source: Source) -> Request:
+    def document_request(self, source: Source, url: str, role: str, conditional: bool, **meta: Any) -> Request:
+        """A request for a document of `source`; `conditional` ones carry the stored validators."""
         headers: dict[str, str] = {}
-        if self.store is not None and not self.refresh:
+        if conditional and self.store is not None and not self.refresh:
             validators = self.store.source_validators(source.name)
             if validators["etag"]:
                 headers["If-None-Match"] = validators["etag"]
@@ -117,60 +153,119 @@ class SourcesSpider(scrapy.Spider):
         if source.user_agent:
             headers["User-Agent"] = source.user_agent
         return Request(
-            source.url,
-            callback=self.parse_source,
-            errback=self.source_failed,
+            url,
+            callback=self.parse_document,
+            errback=self.document_failed,
             headers=headers,
             dont_filter=True,
-            meta={"source": source, "handle_httpstatus_list": SOURCE_STATUSES},
+            meta={
+                **meta,
+                "source": source,
+                "role": role,
+                "conditional": conditional,
+                "handle_httpstatus_list": SOURCE_STATUSES,
+            },
             priority=10,
         )
 
-    def parse_source(self, response: Response) -> Iterable[Request]:
+    def parse_document(self, response: Response) -> Iterable[Request]:
         source: Source = response.meta["source"]
+        role: str = response.meta["role"]
         stats = self.crawler.stats
         if response.status == 304:
             stats.inc_value("armswatch/sources_not_modified")
-            self.store.record_source_result(source.name, ok=True, status="not modified", http_status=304, run_id=self.run_id)
+            self.source_ok(source, "not modified", 304, 0)
             return
         if response.status >= 400:
-            self.source_error(source, response.url, f"HTTP {response.status}", f"HTTP {response.status} from {response.url}", response.status)
+            yield from self.document_error(response.request, f"HTTP {response.status}", f"HTTP {response.status} from {response.url}", response.status)
             return
         stats.inc_value("armswatch/sources_fetched")
-        body_hash = hashlib.sha256(response.body).hexdigest()
-        etag = response.headers.get(b"ETag")
-        last_modified = response.headers.get(b"Last-Modified")
-        validators = (etag.decode("latin-1") if etag else None, last_modified.decode("latin-1") if last_modified else None, body_hash)
-        if not self.refresh and self.store.source_validators(source.name)["body_hash"] == body_hash:
-            stats.inc_value("armswatch/sources_not_modified")
-            self.store.record_source_result(source.name, ok=True, status="unchanged", http_status=response.status, run_id=self.run_id)
-            return
+        if response.meta["conditional"]:
+            body_hash = hashlib.sha256(response.body).hexdigest()
+            if not self.refresh and self.store.source_validators(source.name)["body_hash"] == body_hash:
+                stats.inc_value("armswatch/sources_not_modified")
+                self.source_ok(source, "unchanged", response.status, 0)
+                return
+            etag = response.headers.get(b"ETag")
+            last_modified = response.headers.get(b"Last-Modified")
+            validators = (etag.decode("latin-1") if etag else None, last_modified.decode("latin-1") if last_modified else None, body_hash)
+        else:
+            validators = None
         try:
-            entries = list(self.entries_for(source, response))
-        except (FeedParseError, ValueError) as exc:
-            self.source_error(source, response.url, "parse error", f"{response.url}: {exc}", response.status)
+            if role == HOMEPAGE:
+                requests = list(self.discover_feeds(source, response))
+            elif role in (ANNOUNCED, PROBE) or source.type == "feed":
+                requests = list(self.read_feed(source, response))
+            elif source.type == "sitemap":
+                requests = list(self.read_sitemap(source, response))
+            elif source.type == "page":
+                requests = list(self.read_listing(source, response))
+            else:
+                raise FeedParseError(f"source type {source.type!r} is not supported")
+        except READ_ERRORS as exc:
+            yield from self.document_error(response.request, "parse error", f"{response.url}: {exc}", response.status)
             return
-        if source.max_items:
-            entries = entries[: source.max_items]
-        requests = list(self.article_requests(source, entries))
-        self.pending_validators[source.name] = validators
-        self.store.record_source_result(
-            source.name, ok=True, status="ok", http_status=response.status,
-            items_seen=len(entries), items_new=0, run_id=self.run_id,
-        )
+        if validators is not None and source.name not in self.pending_validators:
+            self.pending_validators[source.name] = validators
         yield from requests
 
-    def entries_for(self, source: Source, response: Response) -> Iterable[FeedEntry]:
-        """The articles a source lists; other source types plug in here."""
-        if source.type == "feed":
-            return parse_feed(response.body, response.url).entries
-        raise FeedParseError(f"source type {source.type!r} is not supported by this spider yet")
+    # -- one reader per source type ----------------------------------------------------------
+
+    def read_feed(self, source: Source, response: Response) -> Iterable[Request]:
+        entries = parse_feed(response.body, response.url).entries
+        if source.max_items:
+            entries = entries[: source.max_items]
+        self.runs[source.name].feed_found = True
+        self.source_ok(source, "ok", response.status, len(entries))
+        return self.article_requests(source, entries)
+
+    def read_sitemap(self, source: Source, response: Response) -> Iterable[Request]:
+        since = None
+        if source.since_days:
+            since = datetime.now(timezone.utc) - timedelta(days=source.since_days)
+        parsed = parse_sitemap(response.body, response.url, since)
+        self.crawler.stats.inc_value("armswatch/sitemap_items_too_old", parsed.skipped_old)
+        entries = parsed.entries[: source.max_items] if source.max_items else parsed.entries
+        self.source_ok(source, "ok", response.status, len(entries))
+        depth = response.meta.get("depth_in_source", 0)
+        requests = list(self.article_requests(source, entries))
+        if parsed.children and depth < MAX_SITEMAP_DEPTH:
+            for url in parsed.children[:MAX_SITEMAP_CHILDREN]:
+                if is_fetchable_url(url):
+                    requests.append(self.document_request(source, url, CHILD_SITEMAP, conditional=False, depth_in_source=depth + 1))
+        return requests
+
+    def read_listing(self, source: Source, response: Response) -> Iterable[Request]:
+        page = response.meta.get("page_number", 1)
+        parsed = parse_listing(_text_of(response), response.url, source.selector)
+        entries = parsed.entries[: source.max_items] if source.max_items else parsed.entries
+        self.source_ok(source, "ok", response.status, len(entries))
+        requests = list(self.article_requests(source, entries))
+        # Older pages of a listing hold older articles: stop paging once a page brings nothing new.
+        if parsed.next_page and page < source.max_pages and (requests or self.refresh):
+            requests.append(self.document_request(source, parsed.next_page, NEXT_PAGE, conditional=False, page_number=page + 1))
+        return requests
+
+    def discover_feeds(self, source: Source, response: Response) -> Iterable[Request]:
+        feeds = announced_feeds(_text_of(response), response.url)
+        self.crawler.stats.inc_value("armswatch/feeds_discovered", len(feeds))
+        if feeds:
+            self.runs[source.name].announced_pending = len(feeds)
+            # Only the first feed carries the source's validators: one set per source.
+            return [self.document_request(source, url, ANNOUNCED, conditional=i == 0) for i, url in enumerate(feeds)]
+        return [self.probe_request(source, 0)]
+
+    def probe_request(self, source: Source, index: int) -> Request:
+        url = common_feed_urls(source.url)[index]
+        return self.document_request(source, url, PROBE, conditional=True, probe_index=index)
+
+    # -- article pages -------------------------------------------------------------------
 
     def article_requests(self, source: Source, entries: Iterable[FeedEntry]) -> Iterable[Request]:
         for entry in entries:
             if not is_fetchable_url(entry.link):
                 self.crawler.stats.inc_value("armswatch/links_refused")
-                self.logger.warning("%s: refused non-http(s) link %r", source.name, entry.link[:200])
+                self.logger.info("%s: refused non-http(s) link %r", source.name, entry.link[:200])  # the feed's problem, not a failure
                 continue
             url = canonical_url(entry.link)
             if not self.refresh and (self.store.known_url(url) or self.store.known_url(entry.link)):
@@ -184,8 +279,6 @@ class SourcesSpider(scrapy.Spider):
                 headers=headers,
                 meta={"source": source, "entry": entry, "canonical": url},
             )
-
-    # -- article pages -------------------------------------------------------------------
 
     def parse_article(self, response: Response) -> Iterable[PageItem]:
         source: Source = response.meta["source"]
@@ -214,16 +307,68 @@ class SourcesSpider(scrapy.Spider):
         self.logger.warning("%s: article %s failed: %s", source.name, request.url, message)
         self.store.record_error(self.run_id, source.name, request.url, error_class, message)
 
-    def source_failed(self, failure: Failure) -> None:
-        request = failure.request
-        source: Source = request.meta["source"]
+    # -- health ------------------------------------------------------------------------------
+
+    def source_ok(self, source: Source, status: str, http_status: int, items_seen: int) -> None:
+        """The first good document of a source writes its health row; later ones add their items."""
+        run = self.runs.setdefault(source.name, SourceRun())
+        if run.recorded:
+            if items_seen:
+                self.store.add_items_seen(source.name, items_seen)
+            return
+        run.recorded = True
+        self.store.record_source_result(
+            source.name, ok=True, status=status, http_status=http_status,
+            items_seen=items_seen, items_new=0, run_id=self.run_id,
+        )
+
+    def document_failed(self, failure: Failure) -> Iterable[Request]:
         error_class, message = classify_failure(failure)
-        self.source_error(source, request.url, error_class, message, None)
+        return list(self.document_error(failure.request, error_class, message, None))
+
+    def document_error(self, request: Request, error_class: str, message: str, http_status: int | None) -> Iterable[Request]:
+        """A document of a source failed: the source fails if it was its first, or its last hope."""
+        source: Source = request.meta["source"]
+        role: str = request.meta["role"]
+        run = self.runs.setdefault(source.name, SourceRun())
+        if role == PROBE:
+            index = request.meta["probe_index"] + 1
+            if run.feed_found:
+                return
+            if index < len(common_feed_urls(source.url)):
+                yield self.probe_request(source, index)
+                return
+            paths = ", ".join(common_feed_urls(source.url))
+            self.source_error(source, source.url, "no feed found", f"{source.url} announces no feed and none answers at {paths}", None)
+            return
+        if role == ANNOUNCED:
+            self.note_error(source, request.url, error_class, message)
+            run.announced_pending -= 1
+            if run.announced_pending <= 0 and not run.feed_found:
+                yield self.probe_request(source, 0)
+            return
+        if role in (CHILD_SITEMAP, NEXT_PAGE):
+            self.note_error(source, request.url, error_class, message)
+            return
+        self.source_error(source, request.url, error_class, message, http_status)
+
+    def note_error(self, source: Source, url: str, error_class: str, message: str) -> None:
+        """A failure that does not fail the source (one child sitemap, one listing page)."""
+        self.crawler.stats.inc_value("armswatch/errors")
+        self.logger.warning("%s: %s failed: %s", source.name, url, message)
+        self.store.record_error(self.run_id, source.name, url, error_class, message)
 
     def source_error(self, source: Source, url: str, error_class: str, message: str, http_status: int | None) -> None:
-        self.crawler.stats.inc_value("armswatch/errors")
-        self.logger.warning("%s: source %s failed: %s", source.name, url, message)
-        self.store.record_error(self.run_id, source.name, url, error_class, message)
+        self.note_error(source, url, error_class, message)
+        self.runs.setdefault(source.name, SourceRun()).recorded = True
         self.store.record_source_result(
             source.name, ok=False, status=error_class, http_status=http_status, error=message, run_id=self.run_id
         )
+
+
+def _text_of(response: Response) -> str | bytes:
+    """Decoded text when Scrapy knows the encoding (headers, meta, BOM), else the raw bytes."""
+    try:
+        return response.text
+    except AttributeError:
+        return response.body

@@ -1,0 +1,343 @@
+"""Crawl benchmark (issue 5): armswatch end to end against a plain trafilatura loop.
+
+A local web is built from the 181 real pages of the article-extraction benchmark,
+repeated under new URLs up to N pages, listed by RSS feeds of 100 items each and served
+from memory by an asyncio server on several loopback addresses (127.0.0.1-4), so that
+neither the server nor per-domain concurrency limits the crawl. Printed side by side:
+
+- armswatch end to end (`armswatch crawl --config`, a subprocess): pages/s;
+- a single-process loop of `trafilatura.extract` over the same pages in memory: pages/s;
+- their ratio (goal >= 1.5);
+- a second run with nothing new: article pages fetched (goal 0), wall time as a share
+  of the first run (goal <= 10%);
+- peak RSS of the crawl's whole process tree (parent + pool workers), at N and at a
+  larger N (goal <= 300 MB, growth < 10%).
+
+Usage: python bench/crawl.py [--pages 2000] [--large 10000] [--baseline-pages N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import gzip
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "data" / "article-extraction-benchmark" / "html"
+HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4")
+ITEMS_PER_FEED = 100
+
+
+def load_corpus(folder: Path = CORPUS) -> list[bytes]:
+    files = sorted(glob.glob(str(folder / "*.html.gz")))
+    if not files:
+        sys.exit(f"bench: no pages in {folder}")
+    return [gzip.decompress(Path(f).read_bytes()) for f in files]
+
+
+# -- the local web --------------------------------------------------------------------------
+
+
+@dataclass
+class LocalWeb:
+    """N article pages behind N/100 feeds, spread over the loopback hosts, held in memory."""
+
+    corpus: list[bytes]
+    pages: int
+    port: int = 0
+    routes: dict[tuple[str, str], tuple[bytes, str, str]] = field(default_factory=dict)  # (host, path) -> body, type, etag
+    article_hits: int = 0
+    feed_hits: int = 0
+
+    def page_url(self, i: int) -> tuple[str, str]:
+        return HOSTS[i % len(HOSTS)], f"/news/{i // 1000}/story-{i}.html"
+
+    def build(self) -> list[tuple[str, str]]:
+        """Fill the routes; return (name, feed URL) of every feed."""
+        feeds = []
+        stamp = formatdate(usegmt=True)
+        for k in range(0, self.pages, ITEMS_PER_FEED):
+            host = HOSTS[(k // ITEMS_PER_FEED) % len(HOSTS)]
+            items = []
+            for i in range(k, min(k + ITEMS_PER_FEED, self.pages)):
+                page_host, path = self.page_url(i)
+                self.add(page_host, path, self.corpus[i % len(self.corpus)], "text/html")
+                items.append(
+                    f"<item><title>Story {i}</title><link>http://{page_host}:{{PORT}}{path}</link>"
+                    f"<pubDate>{stamp}</pubDate><description>Story number {i}.</description></item>"
+                )
+            feed = f'<?xml version="1.0"?><rss version="2.0"><channel><title>Feed {k}</title><link>http://{host}/</link><description>bench</description>{"".join(items)}</channel></rss>'
+            path = f"/feeds/{k // ITEMS_PER_FEED}.xml"
+            self.add(host, path, feed.encode(), "application/rss+xml")
+            feeds.append((f"feed {k // ITEMS_PER_FEED}", host, path))
+        for host in HOSTS:
+            self.add(host, "/robots.txt", b"User-agent: *\nAllow: /\n", "text/plain")
+        return feeds
+
+    def add(self, host: str, path: str, body: bytes, content_type: str) -> None:
+        self.routes[(host, path)] = (body, content_type, "")
+
+    def fix_port(self, port: int) -> None:
+        """Feeds name the port, known only once the servers listen."""
+        self.port = port
+        for key, (body, content_type, _) in list(self.routes.items()):
+            if content_type == "application/rss+xml":
+                body = body.replace(b"{PORT}", str(port).encode())
+            self.routes[key] = (body, content_type, '"' + hashlib.md5(body).hexdigest() + '"')
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """HTTP/1.1 with keep-alive, GET only, ETag / If-None-Match."""
+        host = writer.get_extra_info("sockname")[0]
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                path = lines[0].split(" ")[1]
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        name, value = line.split(":", 1)
+                        headers[name.strip().lower()] = value.strip()
+                route = self.routes.get((host, path))
+                if route is None:
+                    writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                else:
+                    body, content_type, etag = route
+                    if content_type == "text/html":
+                        self.article_hits += 1
+                    elif content_type == "application/rss+xml":
+                        self.feed_hits += 1
+                    if etag and headers.get("if-none-match") == etag:
+                        writer.write(f"HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nContent-Length: 0\r\n\r\n".encode())
+                    else:
+                        writer.write(
+                            f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+                            f"ETag: {etag}\r\n\r\n".encode() + body
+                        )
+                await writer.drain()
+                if headers.get("connection", "").lower() == "close":
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, IndexError):
+            pass
+        finally:
+            writer.close()
+
+    def serve(self) -> None:
+        """Start the servers (one per loopback host, same port) in a background thread."""
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            first = loop.run_until_complete(asyncio.start_server(self.handle, HOSTS[0], 0))
+            port = first.sockets[0].getsockname()[1]
+            for host in HOSTS[1:]:
+                loop.run_until_complete(asyncio.start_server(self.handle, host, port))
+            self.fix_port(port)
+            ready.set()
+            loop.run_forever()
+
+        threading.Thread(target=run, daemon=True, name="bench-web").start()
+        ready.wait(30)
+
+
+# -- measuring ------------------------------------------------------------------------------
+
+
+@dataclass
+class TreeSample:
+    """Memory of a process tree now, and CPU seconds per process seen so far."""
+
+    rss: int = 0  # sum of resident sets (shared pages counted once per process)
+    pss: int = 0  # sum of proportional sets (shared pages split): what the tree really holds
+    cpu: dict[int, float] = field(default_factory=dict)  # pid -> user+system seconds
+    names: dict[int, str] = field(default_factory=dict)
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def sample_tree(pid: int, sample: TreeSample) -> TreeSample:
+    """Read /proc for a process and all its descendants (threads' children included)."""
+    now = TreeSample(cpu=sample.cpu, names=sample.names)
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            with open(f"/proc/{current}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            now.cpu[current] = (int(fields[11]) + int(fields[12])) / TICKS
+            with open(f"/proc/{current}/smaps_rollup") as rollup:
+                for line in rollup:
+                    if line.startswith("Rss:"):
+                        now.rss += int(line.split()[1]) * 1024
+                    elif line.startswith("Pss:"):
+                        now.pss += int(line.split()[1]) * 1024
+            if current not in now.names:
+                with open(f"/proc/{current}/cmdline", "rb") as cmdline:
+                    now.names[current] = "worker" if b"multiprocessing" in cmdline.read() else "main"
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    stack.extend(int(c) for c in children.read().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return now
+
+
+@dataclass(frozen=True)
+class CrawlResult:
+    seconds: float
+    peak_rss: int
+    peak_pss: int
+    cpu_main: float
+    cpu_workers: float
+    returncode: int
+    output: str
+
+
+def run_crawl(config: Path) -> CrawlResult:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crawler.cli", "crawl", "--config", str(config)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    sample, peak_rss, peak_pss = TreeSample(), 0, 0
+    while process.poll() is None:
+        sample = sample_tree(process.pid, sample)
+        peak_rss, peak_pss = max(peak_rss, sample.rss), max(peak_pss, sample.pss)
+        time.sleep(0.05)
+    seconds = time.monotonic() - started
+    cpu_main = sum(t for pid, t in sample.cpu.items() if sample.names.get(pid) == "main")
+    cpu_workers = sum(t for pid, t in sample.cpu.items() if sample.names.get(pid) == "worker")
+    return CrawlResult(seconds, peak_rss, peak_pss, cpu_main, cpu_workers, process.returncode, process.stdout.read())
+
+
+def write_config(folder: Path, feeds: list[tuple[str, str, str]], port: int) -> Path:
+    lines = [
+        "[crawl]",
+        'db = "bench.db"',
+        "download_delay = 0",
+        "concurrency_per_domain = 16",
+        "max_page_bytes = 5_000_000",
+        "download_timeout = 60",
+        "extraction_workers = 0",
+        "",
+    ]
+    for name, host, path in feeds:
+        lines += ["[[sources]]", f'name = "{name}"', f'url = "http://{host}:{port}{path}"', ""]
+    config = folder / "bench.toml"
+    config.write_text("\n".join(lines))
+    return config
+
+
+def count(db: Path, sql: str) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def bench_crawl(corpus: list[bytes], pages: int, folder: Path, second_run: bool) -> dict:
+    web = LocalWeb(corpus, pages)
+    feeds = web.build()
+    web.serve()
+    config = write_config(folder, feeds, web.port)
+    first = run_crawl(config)
+    if first.returncode != 0:
+        sys.exit(f"bench: crawl failed ({first.returncode}):\n{first.output[-3000:]}")
+    result = {
+        "pages": pages,
+        "fetched": web.article_hits,
+        "stored": count(folder / "bench.db", "select count(*) from articles"),
+        "errors": count(folder / "bench.db", "select count(*) from fetch_errors"),
+        "seconds": first.seconds,
+        "pages_per_s": web.article_hits / first.seconds,
+        "peak_rss": first.peak_rss,
+        "peak_pss": first.peak_pss,
+        "cpu_main_ms": 1000 * first.cpu_main / max(web.article_hits, 1),
+        "cpu_workers_ms": 1000 * first.cpu_workers / max(web.article_hits, 1),
+        "summary": first.output.strip().splitlines()[-1] if first.output.strip() else "",
+    }
+    if second_run:
+        before = web.article_hits
+        second = run_crawl(config)
+        result["second_fetched"] = web.article_hits - before
+        result["second_seconds"] = second.seconds
+        result["second_summary"] = second.output.strip().splitlines()[-1] if second.output.strip() else ""
+    return result
+
+
+def bench_trafilatura(corpus: list[bytes], pages: int) -> tuple[float, float]:
+    """Plain single-process trafilatura.extract loop over the same pages: (pages/s, CPU ms per page)."""
+    import trafilatura
+
+    started, cpu = time.monotonic(), time.process_time()
+    for i in range(pages):
+        trafilatura.extract(corpus[i % len(corpus)], url=f"http://127.0.0.1/news/story-{i}.html")
+    return pages / (time.monotonic() - started), 1000 * (time.process_time() - cpu) / pages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pages", type=int, default=2000)
+    parser.add_argument("--large", type=int, default=10000, help="second size for the RSS growth figure (0: skip)")
+    parser.add_argument("--baseline-pages", type=int, default=0, help="pages in the trafilatura loop (default: --pages)")
+    args = parser.parse_args()
+    corpus = load_corpus()
+    cores = os.cpu_count()
+    print(f"bench: {len(corpus)} distinct pages, {cores} cores, N = {args.pages}, load average {os.getloadavg()[0]:.1f}", flush=True)
+
+    baseline, baseline_cpu_ms = bench_trafilatura(corpus, args.baseline_pages or args.pages)
+    print(f"bench: trafilatura loop {baseline:.1f} pages/s ({baseline_cpu_ms:.1f} ms CPU per page)", flush=True)
+    with tempfile.TemporaryDirectory(prefix="armswatch-bench-") as tmp:
+        small = bench_crawl(corpus, args.pages, Path(tmp), second_run=True)
+    print(f"bench: crawl N={args.pages}: {small['summary']}", flush=True)
+    large = None
+    if args.large:
+        with tempfile.TemporaryDirectory(prefix="armswatch-bench-") as tmp:
+            large = bench_crawl(corpus, args.large, Path(tmp), second_run=False)
+        print(f"bench: crawl N={args.large}: {large['summary']}", flush=True)
+
+    mb = 1024 * 1024
+    ratio = small["pages_per_s"] / baseline
+    share = small["second_seconds"] / small["seconds"]
+    cpu_ratio = (cores or 1) * baseline_cpu_ms / (small["cpu_main_ms"] + small["cpu_workers_ms"])
+    rows = [
+        ("armswatch end to end", f"{small['pages_per_s']:.1f} pages/s", f"{small['fetched']} fetched, {small['stored']} stored, {small['errors']} errors in {small['seconds']:.1f} s"),
+        ("trafilatura.extract loop", f"{baseline:.1f} pages/s", "one process, pages in memory"),
+        ("ratio", f"{ratio:.2f}", "goal >= 1.5 " + ("OK" if ratio >= 1.5 else "MISSED")),
+        ("second run: pages fetched", str(small["second_fetched"]), "goal 0 " + ("OK" if small["second_fetched"] == 0 else "MISSED")),
+        ("second run: wall time", f"{share:.1%} of first", f"{small['second_seconds']:.1f} s; goal <= 10% " + ("OK" if share <= 0.10 else "MISSED")),
+        (f"peak RSS, N={args.pages}", f"{small['peak_rss'] / mb:.0f} MB", "goal <= 300 MB " + ("OK" if small["peak_rss"] <= 300 * mb else "MISSED") + " (sum over the tree)"),
+        (f"peak PSS, N={args.pages}", f"{small['peak_pss'] / mb:.0f} MB", "shared pages counted once"),
+        ("CPU per page", f"{small['cpu_main_ms']:.1f} + {small['cpu_workers_ms']:.1f} ms", f"crawl process + extraction workers; the loop: {baseline_cpu_ms:.1f} ms"),
+        ("CPU-bound ratio", f"{cpu_ratio:.2f}", f"{cores} cores / total CPU per page, vs the loop: the ratio an idle machine allows at best"),
+    ]
+    if large:
+        growth = large["peak_rss"] / small["peak_rss"] - 1
+        rows += [
+            (f"peak RSS, N={args.large}", f"{large['peak_rss'] / mb:.0f} MB", f"PSS {large['peak_pss'] / mb:.0f} MB; {large['pages_per_s']:.1f} pages/s, {large['stored']} stored"),
+            ("RSS growth", f"{growth:+.1%}", "goal < 10% " + ("OK" if growth < 0.10 else "MISSED")),
+        ]
+    width = max(len(r[0]) for r in rows)
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (other processes on the machine skew every figure)")
+    for name, value, note in rows:
+        print(f"{name.ljust(width)}  {value.rjust(18)}  {note}")
+
+
+if __name__ == "__main__":
+    main()
