@@ -9,6 +9,7 @@ from the extracted text afterwards (clean_text). Both are conservative: long par
 
 from __future__ import annotations
 
+import bisect
 import re
 import tomllib
 import unicodedata
@@ -17,13 +18,16 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from lxml import etree
 from lxml.html import HtmlElement
 
 BOILERPLATE_FILE = Path(__file__).with_name("boilerplate.toml")
 
 _WORD = re.compile(r"\w+")
-_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
+# runs of blanks, except the single plain spaces that need no replacing (most of them)
+_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u202f\u205f\u3000]{2,}|[\t\u00a0\u2000-\u200b\u202f\u205f\u3000]")
 _BULLETS = ("- ", "• ", "* ", "– ", "— ")
+_CLASS_AND_ID = etree.XPath("//@class | //@id")  # smart strings: each knows its element
 _SENTENCE_END = re.compile(r"""[.!?…;]["'»”’)\]]*$""")
 
 
@@ -49,6 +53,9 @@ class _Rules:
     max_text_chars: int
     max_text_share: float
     families: tuple[_LineFamily, ...]
+    # (max line length, every family's whole-line patterns, every family's "contains"), shortest
+    # limit first: one regex call tells most lines apart from noise before the families are tried
+    family_screens: tuple[tuple[int, re.Pattern[str], re.Pattern[str] | None], ...]
     read_also_line: re.Pattern[str]
     read_also_alone: re.Pattern[str]
     read_also_max_chars: int
@@ -80,6 +87,25 @@ def _whole_line(patterns: Iterable[str]) -> re.Pattern[str]:
     return re.compile(rf"^(?:{_alternation(patterns)})$", re.IGNORECASE)
 
 
+_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
+
+
+def _family_screens(families: Sequence[_LineFamily]) -> tuple[tuple[int, re.Pattern[str], re.Pattern[str] | None], ...]:
+    """For each length limit, all families that accept lines that long, merged into two patterns."""
+    screens = []
+    for limit in sorted({family.max_chars for family in families}):
+        members = [family for family in families if family.max_chars >= limit]
+        contains = [family.contains.pattern for family in members if family.contains is not None]
+        screens.append(
+            (
+                limit,
+                re.compile("|".join(f"(?:{family.pattern.pattern})" for family in members), re.IGNORECASE),
+                re.compile(_alternation(contains)) if contains else None,
+            )
+        )
+    return tuple(screens)
+
+
 @lru_cache(maxsize=None)
 def load_rules(path: Path = BOILERPLATE_FILE) -> _Rules:
     """Parse and compile the boilerplate file; a bad pattern fails loudly, naming the file and the key."""
@@ -95,6 +121,9 @@ def load_rules(path: Path = BOILERPLATE_FILE) -> _Rules:
     for name, family in data["lines"].items():
         try:
             contains = family.get("contains")
+            for pattern in family["patterns"] + (contains or []):
+                if _BACKREFERENCE.search(pattern):  # merged with other patterns, group numbers shift
+                    raise re.error(f"backreferences are not supported: {pattern!r}")
             families.append(
                 _LineFamily(
                     name,
@@ -118,6 +147,7 @@ def load_rules(path: Path = BOILERPLATE_FILE) -> _Rules:
         max_text_chars=int(html["max_text_chars"]),
         max_text_share=float(html["max_text_share"]),
         families=tuple(families),
+        family_screens=_family_screens(families),
         read_also_line=re.compile(
             rf"^(?:(?:{strong})(?:{separator}|\s)|(?:{weak}|{label}){separator}).*$", re.IGNORECASE
         ),
@@ -160,18 +190,17 @@ def prune_boilerplate(tree: HtmlElement, rules: _Rules = RULES) -> int:
     Elements holding much of the page's paragraph text are kept whatever their name, so a site that
     labels its article container "post-share-enabled" loses nothing. Returns how many elements were removed.
     """
+    # attribute values come back from libxml2 in one call, in document order (containers before
+    # what they contain); pages repeat the same class names, so each distinct value is tested once
+    values = _CLASS_AND_ID(tree)
+    search = rules.html_furniture.search
+    furniture = {value for value in set(values) if search(value.lower())}
+    if not furniture:
+        return 0
     removed: list[HtmlElement] = []
     removed_set: set[HtmlElement] = set()
-    search = rules.html_furniture.search
     page_chars: int | None = None
-    # attribute values come back from libxml2 in one call; the regex runs in C
-    verdicts: dict[str, bool] = {}  # pages repeat the same class names many times
-    for value in tree.xpath("//@class | //@id"):
-        verdict = verdicts.get(value)
-        if verdict is None:
-            verdict = verdicts[value] = search(value.lower()) is not None
-        if not verdict:
-            continue
+    for value in [value for value in values if value in furniture]:
         element = value.getparent()
         if element.tag in rules.keep_tags or element in removed_set:
             continue
@@ -206,9 +235,13 @@ def comparison_key(text: str) -> str:
 def noise_family(line: str, rules: _Rules = RULES) -> str | None:
     """The name of the boilerplate family a single line belongs to, or None for content."""
     lowered = line.lower()
-    for family in rules.families:
-        if family.matches(line, lowered):
-            return family.name
+    screen = bisect.bisect_left(rules.family_screens, len(line), key=lambda entry: entry[0])
+    if screen < len(rules.family_screens):
+        _, whole, contains = rules.family_screens[screen]
+        if whole.match(line) or (contains is not None and contains.search(lowered)):
+            for family in rules.families:
+                if family.matches(line, lowered):
+                    return family.name
     if len(line) <= rules.read_also_max_chars and rules.read_also_line.match(line):
         return "read_also"
     if len(line) <= rules.tags_max_chars and rules.tags_line.match(line):

@@ -21,12 +21,14 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
+import lxml.html
 import py3langid
 import trafilatura
 from htmldate import find_date
 from lxml import etree
-from lxml.html import HtmlElement
+from lxml.html import HtmlComment, HtmlElement, HtmlEntity, HtmlProcessingInstruction
 from tld import get_fld
+from trafilatura.utils import repair_faulty_html
 
 from crawler.cleaning import clean_text, normalize_space, prune_boilerplate
 from crawler.encoding import decode_html
@@ -53,7 +55,31 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 # <head> only: a canonical link in the body is as likely to belong to an embedded story
 _CANONICAL_LINKS = etree.XPath('/html/head/link[@rel="canonical"]/@href', smart_strings=False)
 
+# trafilatura's own parser settings, but every element is a plain HtmlElement: lxml.html's default
+# lookup calls back into Python for each element lxml hands out (form fields get their own
+# classes), and trafilatura walks the tree many times; no stage here or there uses form classes
+_HTML_PARSER = etree.HTMLParser(
+    collect_ids=False, default_doctype=False, encoding="utf-8", remove_comments=True, remove_pis=True
+)
+_HTML_PARSER.set_element_class_lookup(
+    etree.ElementDefaultClassLookup(
+        element=HtmlElement, comment=HtmlComment, pi=HtmlProcessingInstruction, entity=HtmlEntity
+    )
+)
+
+# elements that never hold article text: trafilatura drops them too, but only after copying the
+# tree three times and running its XPath passes and readability over them. JSON-LD stays: trafilatura
+# reads article bodies from it when the page's own markup fails.
+_TEXTLESS_ELEMENTS = etree.XPath(
+    "//script[not(@type='application/ld+json')] | //style | //svg | //template | //link | //iframe"
+)
+# XML forbids the C0 controls but tab, LF and CR, and U+FFFE/U+FFFF (libxml2 stops at them)
+_XML_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_XML_FORBIDDEN_BYTES = bytes(code for code in range(0x20) if code not in (0x09, 0x0A, 0x0D))
+_REPAIR_WINDOW_CHARS = 4096 + 512
+
 py3langid.classify("warm up")  # loads the model now, not in the first worker call
+get_fld("http://example.co.uk/", fail_silently=True)  # and the public-suffix list
 
 
 # --- metadata from the page head ----------------------------------------------------------------
@@ -249,11 +275,47 @@ def _extract_body(tree: HtmlElement, url: str) -> str:
 
 
 def _parse(html: bytes, headers: Mapping[str, str] | None) -> HtmlElement | None:
+    """The page as trafilatura would parse it, only cheaper; None when it is not HTML."""
     try:
-        return trafilatura.load_html(decode_html(html[:MAX_HTML_BYTES], headers))
+        text = decode_html(html[:MAX_HTML_BYTES], headers)
+        try:
+            tree = _parse_text(text)
+        except Exception:  # lxml refused the bytes: trafilatura's own path decides
+            tree = None
+        if tree is not None:
+            return tree
+        return trafilatura.load_html(text)  # its detours for pages that are barely HTML
     except Exception:
         LOGGER.debug("unparsable page", exc_info=True)
         return None
+
+
+def _parse_text(text: str) -> HtmlElement | None:
+    """Parse UTF-8 bytes (libxml2's own encoding), repairing only where trafilatura's repairs can apply.
+
+    trafilatura's load_html runs its repairs (characters XML forbids, a doctype libxml2 misreads,
+    a self-closing <html/>) as regexes over the whole string; the forbidden characters are found
+    with one C-level pass over the bytes instead, and the other two repairs look at the first
+    lines only.
+    """
+    if "\ufffe" in text or "\uffff" in text:
+        text = _XML_FORBIDDEN.sub("", text)
+    raw = text.encode("utf-8", "replace")
+    if len(raw.translate(None, _XML_FORBIDDEN_BYTES)) != len(raw):
+        text = _XML_FORBIDDEN.sub("", text)
+        raw = text.encode("utf-8", "replace")
+    # the first lines, ending at a line end, and reaching past the 4096 characters trafilatura checks
+    cut = text.find("\n", _REPAIR_WINDOW_CHARS) + 1 or len(text)
+    head = text[:cut]
+    beginning = head[:50].lower()
+    repaired = repair_faulty_html(head, beginning)
+    if repaired != head:
+        raw = repaired.encode("utf-8", "replace") + raw[len(head.encode("utf-8", "replace")) :]
+    tree = lxml.html.fromstring(raw, parser=_HTML_PARSER)
+    # trafilatura's test for "is this HTML at all"
+    if tree is None or len(tree) < (1 if "html" in beginning else 2):
+        return None
+    return tree
 
 
 def extract_article(
@@ -290,6 +352,8 @@ def _extract(html: bytes, url: str, headers: Mapping[str, str] | None, entry: Fe
     canonical = _canonical(tree, meta, url)
     site_name = _site_name(meta, ld)
 
+    for element in _TEXTLESS_ELEMENTS(tree):
+        element.drop_tree()
     prune_boilerplate(tree)
     text = clean_text(_extract_body(tree, url), titles)
     summary_only = False
