@@ -59,28 +59,32 @@ def _sentence_roles(
 ) -> list[tuple[str, str]]:
     """Roles of the tagged parties in one sentence; verbs count only where they fired the rule."""
     occs = sorted(occs)
-    parties = [o for o in occs if o[2] in tagging.parties and concepts[o[2]].tag]
+    party_ids = tagging.parties
+    parties = [o for o in occs if o[2] in party_ids and concepts[o[2]].tag]
     if not parties:
         return []
-    weapon_occs = [o for o in occs if o[2] in tagging.weapons]
-    origin_occs = [o for o in occs if o[2] in tagging.origin]
+    weapon_ids, origin_ids = tagging.weapons, tagging.origin
+    weapon_occs = [o for o in occs if o[2] in weapon_ids]
+    origin_occs = [o for o in occs if o[2] in origin_ids]
     weapon_ends = {o[1] for o in weapon_occs}
+    source, source_after_weapon, target, neutral = tagging.source, tagging.source_after_weapon, tagging.target, tagging.neutral
+    acquire, supply, join_ids = tagging.acquire, tagging.supply, tagging.joins
     markers: list[tuple[int, int, str]] = []
     for lo, hi, c in occs:
-        if c in tagging.source:
+        if c in source:
             markers.append((lo, hi, "supplier"))
-        elif c in tagging.source_after_weapon and lo in weapon_ends:
+        elif c in source_after_weapon and lo in weapon_ends:
             markers.append((lo, hi, "supplier"))
-        elif c in tagging.target:
+        elif c in target:
             markers.append((lo, hi, "recipient"))
-        elif c in tagging.neutral:
+        elif c in neutral:
             markers.append((lo, hi, "neutral"))
     verbs = [
-        (lo, "recipient" if c in tagging.acquire else "supplier")
+        (lo, "recipient" if c in acquire else "supplier")
         for lo, _, c in occs
-        if (c in tagging.acquire or c in tagging.supply) and lo in evidence_starts
+        if (c in acquire or c in supply) and lo in evidence_starts
     ]
-    joins = {i for lo, hi, c in occs if c in tagging.joins or c in tagging.source_after_weapon for i in range(lo, hi)}
+    joins = {i for lo, hi, c in occs if c in join_ids or c in source_after_weapon for i in range(lo, hi)}
 
     n_parties = len(parties)
     roles: list[str | None] = []
