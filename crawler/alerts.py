@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from crawler.clustering import also_reported, mark_story_alerted, story_already_alerted
 from crawler.config import AlertSettings, Config, Recipient
 from crawler.email_render import build_message, notice_from_row, render_alert, render_test, story_from_row
 from crawler.locking import ProcessLock, lock_path_for
@@ -42,10 +43,35 @@ class AlertConfigError(ValueError):
 def should_alert(row: dict[str, Any], store: ArticleStore) -> bool:
     """Is this due outbox row still worth an email? The one place to say no.
 
-    Story clustering replaces or wraps this to suppress a match whose story was already
-    alerted; a row it rejects is marked `suppressed` and never sent.
+    A match whose story was already alerted through another article is not: one story, one
+    alert. A row rejected here is marked `suppressed` and never sent.
     """
-    return True
+    return not story_already_alerted(store, row["match_id"])
+
+
+def one_row_per_story(rows: list[dict[str, Any]], store: ArticleStore) -> tuple[list[dict[str, Any]], list[int]]:
+    """Keep one article per story in an email; the others become its "also reported by" line.
+
+    Two copies of a story crawled in the same run are both pending before either is alerted,
+    so the story check alone would let both through. Returns the rows to send and the outbox
+    ids to suppress.
+    """
+    lead: dict[int, int] = {}
+    kept: list[dict[str, Any]] = []
+    dropped: list[int] = []
+    for row in rows:
+        story = row.get("story_id")
+        if story is not None and lead.setdefault(story, row["article_id"]) != row["article_id"]:
+            dropped.append(row["outbox_id"])
+            continue
+        kept.append(row)
+    for row in kept:
+        if row.get("story_id") is not None:
+            row["also_reported"] = [
+                f"{other['source']} ({(other['language'] or '??').upper()})"
+                for other in also_reported(store, row["story_id"], row["article_id"])
+            ]
+    return kept, dropped
 
 
 @dataclass
@@ -104,7 +130,8 @@ class _Email:
 
 
 def alert_sent(row: dict[str, Any], store: ArticleStore) -> None:
-    """Called for every outbox row once its email was accepted (story clustering records it)."""
+    """Called for every outbox row once its email was accepted: its story now counts as alerted."""
+    mark_story_alerted(store, row["match_id"])
 
 
 def deliver_alerts(
@@ -140,8 +167,8 @@ def _deliver(
     with _mailer(config) as mailer:
         report.destination = mailer.where
         for email in emails:
-            wanted = [r for r in email.rows if keep(r, store)]
-            dropped = {r["outbox_id"] for r in email.rows} - {r["outbox_id"] for r in wanted}
+            wanted, dropped = one_row_per_story([r for r in email.rows if keep(r, store)], store)
+            dropped = set(dropped) | ({r["outbox_id"] for r in email.rows} - {r["outbox_id"] for r in wanted})
             if dropped:
                 store.suppress_alerts(sorted(dropped), "suppressed: not worth an alert (story already alerted)")
                 report.suppressed += len(dropped)

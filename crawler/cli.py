@@ -22,6 +22,11 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def counted(n: int, noun: str) -> str:
+    """'1 article', '3 articles'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def resolve_config(config_path: str | None, feeds=(), sitemaps=(), pages=(), db: str | None = None) -> Config:
     """The config a command works on: --config FILE, ad-hoc --feed/--sitemap/--page URLs, or the default list."""
     try:
@@ -339,8 +344,9 @@ def stories(config_path, db, limit, assign) -> None:
                 click.echo(f"stories: {assign_unassigned(store)} articles assigned")
             for row in recent_stories(store, limit):
                 alerted = " alerted" if row["alerted_at"] else ""
-                click.echo(f"#{row['id']} {row['first_seen']} {row['article_count']} articles,"
-                           f" {row['source_count']} sources [{', '.join(row['languages'])}]{alerted}: {row['headline']}")
+                click.echo(f"#{row['id']} {row['first_seen']} {counted(row['article_count'], 'article')},"
+                           f" {counted(row['source_count'], 'source')} [{', '.join(row['languages'])}]{alerted}:"
+                           f" {row['headline']}")
     except StoreError as exc:
         fail(str(exc))
 

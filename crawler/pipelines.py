@@ -17,6 +17,7 @@ from typing import Any
 from scrapy import Spider
 from scrapy.crawler import Crawler
 
+from crawler.clustering import assign_story
 from crawler.items import PageItem, ProcessedArticle
 from crawler.processing import init_worker, process_page
 from crawler.rules import load_rules
@@ -73,7 +74,7 @@ class ExtractionPipeline:
 
 
 class StoragePipeline:
-    """Writes each processed article, its matches and their outbox rows in one transaction."""
+    """Writes each processed article, its matches, outbox rows and story in one transaction."""
 
     def __init__(self, crawler: Crawler):
         self.crawler = crawler
@@ -92,7 +93,10 @@ class StoragePipeline:
             stats.inc_value("armswatch/errors")
             store.record_error(spider.run_id, item.source, item.page_url, "no article", item.error or "no article")
             return item
-        saved = store.save_article(item, spider.recipients_for_rule, refresh=spider.refresh)
+        with store.transaction():  # the article and its story land together or not at all
+            saved = store.save_article(item, spider.recipients_for_rule, refresh=spider.refresh)
+            if saved.is_new:
+                assign_story(store, saved.article_id)
         if saved.is_new:
             stats.inc_value("armswatch/articles_stored")
             store.add_items_new(item.source)

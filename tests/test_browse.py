@@ -463,3 +463,18 @@ def test_a_crawled_archive_is_browsable(site, tmp_path):
     feed = feedparser.parse(get(db, f"/{DATABASE_NAME}/new_matches_feed.atom").content)
     assert len(feed.entries) == len(flagged)
     assert {r["state"] for r in objects(db, f"/{DATABASE_NAME}/source_health")} == {"ok"}
+
+
+def test_crawled_stories_are_browsable_with_their_facets(site, tmp_path):
+    db = tmp_path / "crawled.db"
+    result = run_armswatch("crawl", "--feed", f"{site.base_url}/feed.xml", "--feed", f"{site.base_url}/atom.xml", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    data = get(db, f"/{DATABASE_NAME}/stories.json").json()
+    articles = objects(db, f"/{DATABASE_NAME}/articles")
+    assert sum(r["article_count"] for r in objects(db, f"/{DATABASE_NAME}/stories")) == len(articles)
+    assert {"en", "fr"} <= set(facet_counts(data, "languages"))
+    assert "Iran" in facet_counts(data, "suppliers")
+    links = get(db, f"/{DATABASE_NAME}/story_links.json").json()
+    assert sum(facet_counts(links, "method").values()) == len(articles)
+    tables = {t["name"]: t for t in get(db, f"/{DATABASE_NAME}.json").json()["tables"]}
+    assert tables["story_keys"]["hidden"] and not tables["stories"]["hidden"]

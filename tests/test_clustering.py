@@ -1,0 +1,287 @@
+"""One story, one alert: copies and translations of a story join one cluster, different
+stories with the same actors stay apart, and every decision says why."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.clusters import cluster_devset, load_devset, pairwise, store_article, tag_matches
+from crawler.clustering import (
+    also_reported,
+    assign_story,
+    assign_unassigned,
+    mark_story_alerted,
+    story_already_alerted,
+)
+from crawler.items import Match
+from storage.store import ArticleStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    with ArticleStore(tmp_path / "armswatch.db") as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def devset():
+    return {a.id: a for a in load_devset()}
+
+
+@pytest.fixture(scope="module")
+def clustered(tmp_path_factory, devset):
+    """The whole devset clustered once, with the labelled rule tags (independent of rule changes)."""
+    articles = list(devset.values())
+    with ArticleStore(tmp_path_factory.mktemp("devset") / "devset.db") as opened:
+        stories = cluster_devset(opened, articles, tags="labelled")
+        links = {row["url"].rsplit("/", 1)[1]: row for row in opened.query(
+            "select a.url, l.* from story_links l join articles a on a.id = l.article_id")}
+        story_rows = {row["id"]: row for row in opened.query("select * from stories")}
+    return articles, stories, links, story_rows
+
+
+def _save(store, devset, article_id, url=None, source=None, text=None):
+    article = devset[article_id]
+    return store_article(store, url or f"https://{article.source}.example/{article.id}", source or article.source,
+                         article.language, article.published, article.title, text or article.text,
+                         tag_matches(article, "labelled"))
+
+
+def test_devset_precision_and_recall_gate(clustered):
+    articles, stories, _, _ = clustered
+    assert len(articles) >= 60 and len({a.group for a in articles}) >= 20
+    counts = pairwise(articles, stories)["counts"]
+    assert counts["all"].precision >= 0.95, pairwise(articles, stories)["errors"]
+    assert counts["same-language"].recall >= 0.85
+    assert counts["cross-language"].recall >= 0.70
+
+
+def test_different_north_korea_stories_in_one_week_stay_apart(clustered, devset):
+    _, stories, _, _ = clustered
+    north_korea = ["g01-en-wire", "g02-en", "g03-en", "g04-en", "g05-en", "g20-en"]
+    assert {devset[i].tags["suppliers"][0] for i in north_korea} == {"North Korea"}
+    assert len({stories[i] for i in north_korea}) == len(north_korea)
+    # ... while each of them gathers its own copies and translations
+    assert stories["g01-en-wire"] == stories["g01-de"] == stories["g01-uk"] == stories["g01-en-copy"]
+
+
+def test_same_actors_same_weapon_same_days_but_another_event_stays_apart(clustered):
+    _, stories, _, _ = clustered
+    assert stories["g06-en"] != stories["g08-en"]  # Iran's Fath-360 transfer / Iran's denial of it
+    assert stories["g07-en"] != stories["g22-en"]  # Shahed production leak / a night of Shahed attacks
+
+
+def test_every_decision_is_stored_with_its_signals(clustered):
+    _, stories, links, story_rows = clustered
+    copy = links["g01-en-copy"]
+    assert copy["method"] == "near-duplicate"
+    assert json.loads(copy["signals"])["jaccard"] >= 0.5
+    translation = links["g06-it"]
+    assert translation["method"] == "same-event"
+    signals = json.loads(translation["signals"])
+    assert "fath-360" in signals["designations"] and "120" in signals["numbers"]
+    assert signals["weapons"] == ["missiles"] and "Iran" in signals["actors"]
+    story = story_rows[stories["g06-en"]]
+    assert story["headline"] == "US says Iran has delivered Fath-360 ballistic missiles to Russia"
+    assert story["article_count"] == 7
+    assert set(json.loads(story["languages"])) == {"en", "fr", "it", "uk", "es"}
+    assert json.loads(story["tags"])["suppliers"] == ["Iran"]
+
+
+def test_verbatim_copy_under_another_url_joins_the_story(store, devset):
+    first = _save(store, devset, "g09-en")
+    original = devset["g09-en"].text
+    copy = _save(store, devset, "g09-en", url="https://mirror.example/2024/09/19/sudan-drones",
+                 source="mirror", text="Mirror News - World\n\n" + original + "\n\nShare on social media.")
+    decision_first = assign_story(store, first)
+    decision_copy = assign_story(store, copy)
+    assert decision_first.is_new_story
+    assert decision_copy.story_id == decision_first.story_id and decision_copy.method == "near-duplicate"
+    assert decision_copy.joined_via == first
+    row = store.query("select story_id from articles where id = ?", [copy])[0]
+    assert row["story_id"] == decision_first.story_id
+    story = store.query("select article_count, source_count from stories where id = ?", [decision_first.story_id])[0]
+    assert story == {"article_count": 2, "source_count": 2}
+
+
+def test_copy_outside_the_time_window_starts_a_new_story(store, devset):
+    first = _save(store, devset, "g09-en")
+    late = store_article(store, "https://late.example/sudan", "late", "en", "2024-10-15T08:00:00Z",
+                         devset["g09-en"].title, devset["g09-en"].text)
+    assert assign_story(store, first).story_id != assign_story(store, late).story_id
+
+
+def test_assigning_twice_keeps_the_story_and_unassigned_articles_are_caught_up(store, devset):
+    ids = [_save(store, devset, i) for i in ("g06-en", "g06-fr", "g08-en")]
+    assert assign_unassigned(store) == 3
+    assert assign_unassigned(store) == 0
+    again = assign_story(store, ids[1])
+    assert not again.is_new_story and again.method == "same-event"
+    stories = [r["story_id"] for r in store.query("select story_id from articles order by id")]
+    assert stories[0] == stories[1] != stories[2]
+
+
+def _match_id(store, article_id):
+    return store.query("select id from matches where article_id = ?", [article_id])[0]["id"]
+
+
+def test_article_joining_an_alerted_story_is_not_alerted_again_but_listed(store, devset):
+    first = _save(store, devset, "g01-en-wire")
+    assign_story(store, first)
+    assert not story_already_alerted(store, _match_id(store, first))
+    assert mark_story_alerted(store, _match_id(store, first))
+    assert not mark_story_alerted(store, _match_id(store, first))  # the first alert wins
+    # other recipients of the alerted article itself still get it
+    assert not story_already_alerted(store, _match_id(store, first))
+
+    later = _save(store, devset, "g01-de")
+    assert assign_story(store, later).method == "same-event"
+    assert story_already_alerted(store, _match_id(store, later))
+
+    other = _save(store, devset, "g02-en")  # another North Korea story the same week
+    assign_story(store, other)
+    assert not story_already_alerted(store, _match_id(store, other))
+
+    story_id = store.query("select story_id from articles where id = ?", [first])[0]["story_id"]
+    listed = also_reported(store, story_id)
+    assert [(r["source"], r["language"], r["method"]) for r in listed] == [("zeitung-de", "de", "same-event")]
+    assert "1000000" in listed[0]["signals"]["numbers"]
+
+
+def test_articles_without_rule_tags_join_only_on_text_or_strong_evidence(store, devset):
+    """An unflagged article cannot join a translation on names alone."""
+    first = store_article(store, "https://a.example/1", "a", "en", "2024-09-13T07:30:00Z",
+                          devset["g04-en"].title, devset["g04-en"].text)
+    second = store_article(store, "https://b.example/1", "b", "fr", "2024-09-13T11:00:00Z",
+                           devset["g04-fr"].title, devset["g04-fr"].text)
+    assert assign_story(store, first).story_id != assign_story(store, second).story_id
+
+
+def test_rule_tags_naming_different_weapons_keep_stories_apart(store, devset):
+    article = devset["g15-en"]
+    tanks = Match("arms-procurement", 1.0, (), "", (), ("France",), ("Serbia",), ("tanks",))
+    first = _save(store, devset, "g15-fr")
+    second = store_article(store, "https://x.example/rafale", "x", "en", article.published, article.title,
+                           article.text, (tanks,))
+    assert assign_story(store, first).story_id != assign_story(store, second).story_id
+
+
+def test_stories_command_assigns_and_lists_clusters(tmp_path, devset):
+    from tests.conftest import run_armswatch
+
+    db = tmp_path / "armswatch.db"
+    with ArticleStore(db) as opened:
+        for article_id in ("g12-fr", "g12-en", "g12-ru", "g11-de"):
+            _save(opened, devset, article_id)
+    result = run_armswatch("stories", "--db", str(db), "--assign")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "stories: 4 articles assigned"
+    caesar = next(line for line in lines if "CAESAR" in line)
+    assert "3 articles, 3 sources [en, fr, ru]" in caesar
+    assert any("1 article, 1 source [de]" in line and "Leopard" in line for line in lines)
+
+
+def test_story_assignment_can_share_the_article_save_transaction(store, devset):
+    """How the storage pipeline calls it: a crash between save and assignment loses neither."""
+    with store.transaction():
+        first = _save(store, devset, "g16-en")
+        decision = assign_story(store, first)
+    with pytest.raises(RuntimeError), store.transaction():
+        second = _save(store, devset, "g16-de")
+        assign_story(store, second)
+        raise RuntimeError("crash before commit")
+    assert store.query("select count(*) as n from articles")[0]["n"] == 1
+    assert store.query("select count(*) as n from story_keys where article_id != ?", [first])[0]["n"] == 0
+    assert store.query("select story_id from articles")[0]["story_id"] == decision.story_id
+
+
+# -- end to end: a crawl with the same story from two outlets ----------------------------
+
+WIRE_STORY = (
+    "North Korea has shipped another consignment of 152 mm artillery shells and KN-23 ballistic missiles"
+    " to Russia, South Korea's defence ministry said on Thursday, citing satellite images of the port of Rajin.",
+    "The ministry estimated that more than 20,000 containers of munitions have crossed the border since"
+    " the summer, and said Pyongyang is receiving oil and military technology in return.",
+    "Officials in Seoul said the latest train left the port on Monday night and that the shipment was the"
+    " largest this year; Moscow and Pyongyang have denied any arms trade between them.",
+)
+
+
+def outlet_page(outlet: str, slug: str, title: str, paragraphs: tuple[str, ...]) -> str:
+    body = "".join(f"<p>{p}</p>" for p in paragraphs)
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title} | {outlet}</title>'
+        f'<meta property="article:published_time" content="2026-03-05T08:30:00Z">'
+        f'<link rel="canonical" href="{{{{BASE}}}}/{slug}.html"></head><body>'
+        f'<nav><a href="/">{outlet}</a> <a href="/world">World</a></nav>'
+        f"<article><h1>{title}</h1>{body}</article><footer>© 2026 {outlet}</footer></body></html>"
+    )
+
+
+def test_a_story_carried_by_two_outlets_is_alerted_once_and_lists_the_other(tmp_path):
+    from crawler.demo_server import SiteServer
+    from tests.conftest import run_armswatch
+
+    root = tmp_path / "site"
+    root.mkdir()
+    pages = {
+        "herald-shells": ("Daily Herald", "North Korea ships more shells and KN-23 missiles to Russia", WIRE_STORY),
+        "courier-shells": ("Morning Courier", "Seoul: North Korea sends more shells and missiles to Russia",
+                           WIRE_STORY[:2] + ("Analysts expect further deliveries before the winter.",)),
+        "herald-drones": ("Daily Herald", "Iran delivered hundreds of Shahed drones to Russia, intelligence says", (
+            "Iran has delivered several hundred Shahed-136 attack drones to Russia since August, according to a"
+            " Western intelligence assessment, and Moscow is seeking to buy ballistic missiles from Tehran.",
+            "The shipments were flown from Iranian airfields to southern Russia, the assessment says.",
+        )),
+    }
+    feeds: dict[str, list[str]] = {}
+    for slug, (outlet, title, paragraphs) in pages.items():
+        (root / f"{slug}.html").write_text(outlet_page(outlet, slug, title, paragraphs), encoding="utf-8")
+        feeds.setdefault(outlet, []).append(f"<item><title>{title}</title><link>{{{{BASE}}}}/{slug}.html</link>"
+                                            "<pubDate>Thu, 05 Mar 2026 08:30:00 GMT</pubDate></item>")
+    sources = ""
+    for outlet, items in feeds.items():
+        name = outlet.replace(" ", "-").lower()
+        (root / f"{name}.xml").write_text(
+            f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>{outlet}</title>'
+            "<link>{{BASE}}/</link><description>d</description>" + "".join(items) + "</channel></rss>",
+            encoding="utf-8",
+        )
+        sources += f'[[sources]]\nname = "{outlet}"\nurl = "{{base}}/{name}.xml"\n\n'
+    config = tmp_path / "armswatch.toml"
+    with SiteServer(root) as server:
+        config.write_text(
+            '[crawl]\ndb = "crawl.db"\ndownload_delay = 0\n\n'
+            f'[alerts]\noutbox_dir = "{tmp_path / "outbox"}"\nsender = "armswatch@example.org"\n\n'
+            '[[alerts.recipients]]\naddress = "analyst@example.org"\nmode = "instant"\n\n'
+            + sources.format(base=server.base_url),
+            encoding="utf-8",
+        )
+        result = run_armswatch("crawl", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+
+    [eml] = (tmp_path / "outbox").glob("*.eml")
+    import email as email_lib
+    from email import policy
+
+    message = email_lib.message_from_bytes(eml.read_bytes(), policy=policy.default)
+    text = message.get_body(("plain",)).get_content()
+    assert message["Subject"] == "armswatch: 2 new stories for arms-procurement"
+    assert text.count("North Korea") >= 1 and text.count("Shahed") >= 1
+    shell_titles = [t for t in (pages["herald-shells"][1], pages["courier-shells"][1]) if t in text]
+    assert len(shell_titles) == 1  # one alert for the shells story, not two
+    other = "Morning Courier" if pages["herald-shells"][1] in text else "Daily Herald"
+    assert f"Also reported by: {other} (EN)" in text
+
+    with ArticleStore(tmp_path / "crawl.db") as db:
+        outbox = db.query("select status from outbox order by id")
+        stories = db.query("select count(*) as n from stories")[0]["n"]
+    assert sorted(r["status"] for r in outbox) == ["sent", "sent", "suppressed"]
+    assert stories == 2
+
+    listed = run_armswatch("stories", "--config", str(config))
+    assert listed.returncode == 0, listed.stderr
+    assert "2 articles" in listed.stdout
