@@ -25,6 +25,7 @@ from scrapy.crawler import Crawler
 from scrapy.http import Response
 from twisted.python.failure import Failure
 
+from crawler.clustering import assign_unassigned
 from crawler.config import Config, Source, load_config
 from crawler.errors import classify_failure
 from crawler.items import FeedEntry, PageItem
@@ -102,6 +103,7 @@ class SourcesSpider(scrapy.Spider):
         sources = self.armswatch_config.enabled_sources
         self.store.sync_sources(self.armswatch_config.sources)
         self.run_id = self.store.start_run(self.trigger, len(sources), os.getpid())
+        assign_unassigned(self.store)  # articles stored before story clustering existed
 
     def on_closed(self, spider: scrapy.Spider, reason: str) -> None:
         if self.store is None:
