@@ -207,12 +207,21 @@ class CrawlResult:
     output: str
 
 
+def _read(log) -> str:
+    log.seek(0)
+    text = log.read()
+    log.close()
+    return text
+
+
 def run_crawl(config: Path) -> CrawlResult:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = time.monotonic()
+    # the log goes to a file: a pipe nobody reads until the end fills up and stalls the crawl
+    log = tempfile.TemporaryFile("w+", encoding="utf-8")
     process = subprocess.Popen(
         [sys.executable, "-m", "crawler.cli", "crawl", "--config", str(config)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
     )
     sample, peak_rss, peak_pss = TreeSample(), 0, 0
     while process.poll() is None:
@@ -222,7 +231,7 @@ def run_crawl(config: Path) -> CrawlResult:
     seconds = time.monotonic() - started
     cpu_main = sum(t for pid, t in sample.cpu.items() if sample.names.get(pid) == "main")
     cpu_workers = sum(t for pid, t in sample.cpu.items() if sample.names.get(pid) == "worker")
-    return CrawlResult(seconds, peak_rss, peak_pss, cpu_main, cpu_workers, process.returncode, process.stdout.read())
+    return CrawlResult(seconds, peak_rss, peak_pss, cpu_main, cpu_workers, process.returncode, _read(log))
 
 
 def write_config(folder: Path, feeds: list[tuple[str, str, str]], port: int) -> Path:

@@ -15,6 +15,7 @@ The thresholds and the names that carry no evidence live in crawler/clustering.t
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from crawler.fingerprints import (
 )
 
 SETTINGS_FILE = Path(__file__).with_name("clustering.toml")
+LOGGER = logging.getLogger(__name__)
 
 NEW_STORY = "new-story"
 NEAR_DUPLICATE = "near-duplicate"
@@ -118,7 +120,8 @@ def seen_time(published: str | None, fetched_at: str | None) -> datetime:
     """The article's date for the time window: published when plausible, else fetched."""
     fetched = _parse(fetched_at) or datetime.now(timezone.utc)
     published_dt = _parse(published)
-    if published_dt is not None and published_dt <= fetched + timedelta(days=1):
+    # a placeholder ("0001-01-01") or a future date says nothing about when the story ran
+    if published_dt is not None and fetched - timedelta(days=365 * 30) <= published_dt <= fetched + timedelta(days=1):
         return published_dt
     return fetched
 
@@ -280,10 +283,16 @@ def assign_story(store: Any, article_id: int, settings: ClusterSettings | None =
 
 def assign_unassigned(store: Any, settings: ClusterSettings | None = None, limit: int = 10_000) -> int:
     """Cluster articles stored without a story (older databases, an interrupted run); returns how many."""
-    ids = store.unassigned_articles(limit)
-    for article_id in ids:
-        assign_story(store, article_id, settings)
-    return len(ids)
+    done = 0
+    for article_id in store.unassigned_articles(limit):
+        try:
+            with store.transaction():
+                assign_story(store, article_id, settings)
+        except Exception:  # one bad article must not stop a crawl from starting
+            LOGGER.exception("story clustering failed for article %s", article_id)
+            continue
+        done += 1
+    return done
 
 
 # -- the alerts seam ----------------------------------------------------------------------

@@ -45,6 +45,7 @@ TRAFILATURA_OPTIONS = {"favor_precision": True, "include_comments": False, "incl
 FALLBACK_OPTIONS = {"favor_precision": False, "include_comments": False, "include_tables": True}
 # below this many characters a precision-mode result is treated as "nothing found"
 MIN_BODY_CHARS = 250
+EARLIEST_YEAR = 1990  # an earlier "published" date is a CMS placeholder
 # language identification needs little text; more only costs time
 LANG_SAMPLE_CHARS = 300
 FETCH_TIMEOUT = 20
@@ -171,7 +172,7 @@ def _title_candidates(tree: HtmlElement, meta: dict[str, str], ld: dict) -> list
 def _published(tree: HtmlElement, meta: dict[str, str], ld: dict, url: str) -> str | None:
     """An explicit publication timestamp when the page gives one, else htmldate's best guess."""
     for value in (ld.get("datePublished"), meta.get("article:published_time"), meta.get("datepublished")):
-        if isinstance(value, str) and _ISO_DATE.match(value.strip()):
+        if isinstance(value, str) and _ISO_DATE.match(value.strip()) and _plausible_year(value.strip()):
             value = value.strip()
             try:
                 datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -182,6 +183,11 @@ def _published(tree: HtmlElement, meta: dict[str, str], ld: dict, url: str) -> s
         return find_date(tree, url=url, extensive_search=False, original_date=True)
     except Exception:  # htmldate is best effort; a date is never worth losing the article
         return None
+
+
+def _plausible_year(value: str) -> bool:
+    """CMS placeholders such as "0001-01-01T00:00:00Z" are no publication date."""
+    return EARLIEST_YEAR <= int(value[:4]) <= datetime.now().year + 1
 
 
 def _author(meta: dict[str, str], ld: dict) -> str | None:

@@ -26,8 +26,8 @@ class PageItem:
 
     url: str  # canonical form of the link we were asked to fetch
     final_url: str  # after redirects
-    body: bytes
-    headers: dict[str, str]  # lower-cased names, first value of each
+    body: bytes = field(repr=False)  # a log line names the page, it does not dump it
+    headers: dict[str, str] = field(repr=False)  # lower-cased names, first value of each
     status: int
     source: str  # name of the configured source
     entry: FeedEntry | None = None

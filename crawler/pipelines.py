@@ -8,6 +8,7 @@ writes to SQLite, one short transaction per article.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -21,6 +22,8 @@ from crawler.clustering import assign_story
 from crawler.items import PageItem, ProcessedArticle
 from crawler.processing import init_worker, process_page
 from crawler.rules import load_rules
+
+LOGGER = logging.getLogger(__name__)
 
 
 class ExtractionPipeline:
@@ -96,7 +99,7 @@ class StoragePipeline:
         with store.transaction():  # the article and its story land together or not at all
             saved = store.save_article(item, spider.recipients_for_rule, refresh=spider.refresh)
             if saved.is_new:
-                assign_story(store, saved.article_id)
+                self.assign_story(store, saved.article_id, spider, item)
         if saved.is_new:
             stats.inc_value("armswatch/articles_stored")
             store.add_items_new(item.source)
@@ -104,3 +107,13 @@ class StoragePipeline:
             stats.inc_value("armswatch/articles_updated")
         stats.inc_value("armswatch/matches_new", saved.new_matches)
         return item
+
+    def assign_story(self, store: Any, article_id: int, spider: Spider, item: ProcessedArticle) -> None:
+        """Cluster the new article; a clustering bug must not cost the article or its alert."""
+        try:
+            with store.transaction():  # a savepoint inside the article's transaction
+                assign_story(store, article_id)
+        except Exception as exc:
+            LOGGER.exception("story clustering failed for %s", item.page_url)
+            self.crawler.stats.inc_value("armswatch/errors")
+            store.record_error(spider.run_id, item.source, item.page_url, "story clustering", f"{type(exc).__name__}: {exc}")

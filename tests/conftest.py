@@ -19,17 +19,36 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def run_armswatch(*args: str, timeout: float = 240, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the armswatch CLI as a user would; return the finished process (text output)."""
+# Runs a command and reports the peak resident memory of its process tree on its last stderr line.
+_MEASURE = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]);"
+    " print('peak_rss_kb', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr);"
+    " sys.exit(code)"
+)
+
+
+def run_armswatch(*args: str, timeout: float = 240, cwd: Path | None = None, env: dict | None = None,
+                  measure_memory: bool = False) -> subprocess.CompletedProcess:
+    """Run the armswatch CLI as a user would; return the finished process (text output).
+
+    With `measure_memory`, the result gets `peak_rss_mb`: the largest process of the command's
+    own tree (the crawl or one of its workers), not of anything else the test session ran.
+    """
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "crawler.cli", *args],
+    prefix = [sys.executable, "-c", _MEASURE] if measure_memory else []
+    result = subprocess.run(
+        [*prefix, sys.executable, "-m", "crawler.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         cwd=cwd or ROOT,
         env=full_env,
     )
+    if measure_memory:
+        head, _, last = result.stderr.rstrip("\n").rpartition("\n")
+        result.peak_rss_mb = int(last.split()[1]) / 1024
+        result.stderr = head
+    return result
 
 
 @pytest.fixture

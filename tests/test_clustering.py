@@ -285,3 +285,12 @@ def test_a_story_carried_by_two_outlets_is_alerted_once_and_lists_the_other(tmp_
     listed = run_armswatch("stories", "--config", str(config))
     assert listed.returncode == 0, listed.stderr
     assert "2 articles" in listed.stdout
+
+
+def test_an_article_with_a_placeholder_date_is_clustered_by_when_it_was_fetched(store, devset):
+    article = devset["g16-en"]
+    article_id = store_article(store, "https://odd.example/a", "odd", article.language, "0001-01-01T00:00:00Z",
+                               article.title, article.text, tag_matches(article, "labelled"))
+    decision = assign_story(store, article_id)
+    seen = store.query("select seen_at from story_fingerprints where article_id = ?", [article_id])[0]["seen_at"]
+    assert decision.is_new_story and seen[:4] == store.query("select fetched_at from articles")[0]["fetched_at"][:4]

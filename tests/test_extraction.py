@@ -261,3 +261,15 @@ def test_load_source_fetches_http_from_a_local_server():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_placeholder_publication_date_gives_way_to_the_feed_date():
+    body = " ".join(["Officials said the shipment of artillery shells left the port on Monday night."] * 8)
+    page = (
+        '<html><head><script type="application/ld+json">{"@type": "NewsArticle",'
+        ' "datePublished": "0001-01-01T00:00:00Z"}</script><title>Shells shipped</title></head>'
+        f"<body><article><h1>Shells shipped</h1><p>{body}</p><p>{body}</p></article></body></html>"
+    ).encode()
+    entry = FeedEntry(link="https://paper.example/b", title="Shells shipped", published="2026-03-05T08:30:00+00:00")
+    article = extract_article(page, "https://paper.example/b", {}, entry)
+    assert article.published == "2026-03-05T08:30:00+00:00"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import socket
 import sqlite3
@@ -82,16 +81,14 @@ def hostile_crawl(tmp_path_factory):
             '[[alerts.recipients]]\naddress = "desk@example.org"\nmode = "instant"\n\n' + sources
         )
         started = time.monotonic()
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        result = run_armswatch("crawl", "--config", str(config), timeout=240)
+        result = run_armswatch("crawl", "--config", str(config), timeout=240, measure_memory=True)
         elapsed = time.monotonic() - started
-        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         yield {
             "result": result,
             "db": tmp / "hostile.db",
             "outbox": tmp / "outbox",
             "elapsed": elapsed,
-            "peak_rss_mb": max(peak_kb, before) / 1024,
+            "peak_rss_mb": result.peak_rss_mb,
             "log": list(server.log),
             "huge_bytes_sent": server.huge_bytes_sent,
         }
