@@ -62,6 +62,7 @@ class ClusterSettings:
     untagged_min_strong: int = 2
     min_overlap: float = 0.4
     per_key_limit: int = 50
+    max_candidates: int = 60
     ignore_names: frozenset[str] = field(default_factory=frozenset)
     dictionary_languages: frozenset[str] = frozenset({"de"})
 
@@ -86,6 +87,7 @@ def load_settings(path: str | Path = SETTINGS_FILE) -> ClusterSettings:
         untagged_min_strong=int(event.get("untagged_min_strong", 2)),
         min_overlap=float(event.get("min_overlap", 0.4)),
         per_key_limit=int(data.get("index", {}).get("per_key_limit", 50)),
+        max_candidates=int(data.get("index", {}).get("max_candidates", 60)),
         ignore_names=frozenset(fold(n) for n in data.get("names", {}).get("ignore", [])),
         dictionary_languages=frozenset(data.get("names", {}).get("dictionary_languages", ["de"])),
     )
@@ -224,11 +226,27 @@ def _item_from_row(row: dict[str, Any]) -> _Item:
                  row["story_id"])
 
 
-def assign_story(store: Any, article_id: int, settings: ClusterSettings | None = None) -> StoryDecision:
+def article_fingerprint(
+    title: str | None, text: str | None, source: str | None, site_name: str | None, language: str | None,
+    settings: ClusterSettings | None = None,
+) -> Fingerprint:
+    """What clustering compares, for one article. CPU-bound: the crawl computes it in the
+    extraction workers, so the process that writes to SQLite only looks up candidates."""
+    settings = settings or load_settings()
+    # The outlet's own name ("Daily Herald" in a copyright line) says nothing about the event.
+    own_names = {fold(w) for w in re.findall(r"[^\W\d_]+", f"{source or ''} {site_name or ''}")}
+    dictionary = language if language in settings.dictionary_languages else None
+    return fingerprint(title, text, settings.ignore_names | own_names, dictionary)
+
+
+def assign_story(
+    store: Any, article_id: int, settings: ClusterSettings | None = None, precomputed: Fingerprint | None = None
+) -> StoryDecision:
     """Put a stored article into a story (an existing one or a new one) and record why.
 
-    Call it right after `ArticleStore.save_article` for a new article. Idempotent: an
-    article that already has a story keeps it.
+    Call it right after `ArticleStore.save_article` for a new article, with the article's
+    `article_fingerprint` when it was computed elsewhere. Idempotent: an article that
+    already has a story keeps it.
     """
     settings = settings or load_settings()
     article = store.article_for_story(article_id)
@@ -239,17 +257,15 @@ def assign_story(store: Any, article_id: int, settings: ClusterSettings | None =
         return StoryDecision(article_id, article["story_id"], link.get("method", "assigned"), False,
                              link.get("joined_via"), link.get("score"), json.loads(link.get("signals") or "{}"))
     tags = store.article_tags(article_id)
-    # The outlet's own name ("Daily Herald" in a copyright line) says nothing about the event.
-    own_names = {fold(w) for w in re.findall(r"[^\W\d_]+", f"{article['source']} {article['site_name'] or ''}")}
-    dictionary = article["language"] if article["language"] in settings.dictionary_languages else None
-    fp = fingerprint(article["title"], article["text"], settings.ignore_names | own_names, dictionary)
+    fp = precomputed or article_fingerprint(article["title"], article["text"], article["source"],
+                                            article["site_name"], article["language"], settings)
     seen = seen_time(article["published"], article["fetched_at"])
     new = _Item(article_id, seen, article["language"], tags, fp)
     bands = band_keys(fp.signature)
     keys = bands + fp.evidence_keys()
     window = timedelta(days=settings.window_days)
     candidate_ids = store.story_candidates(keys, _iso(seen - window), _iso(seen + window), article_id,
-                                           settings.per_key_limit)
+                                           settings.per_key_limit, settings.max_candidates)
     best: tuple[int, float, str, dict[str, Any], _Item] | None = None
     for row in store.story_fingerprints(candidate_ids):
         old = _item_from_row(row)

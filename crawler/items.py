@@ -7,6 +7,7 @@ and read the same in every stage.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -85,3 +86,4 @@ class ProcessedArticle:
     error: str | None = None
     state_affiliated: bool = False
     content_hash: str | None = None
+    fingerprint: Any = None  # crawler.fingerprints.Fingerprint, for story clustering

@@ -112,7 +112,7 @@ class StoragePipeline:
         """Cluster the new article; a clustering bug must not cost the article or its alert."""
         try:
             with store.transaction():  # a savepoint inside the article's transaction
-                assign_story(store, article_id)
+                assign_story(store, article_id, precomputed=item.fingerprint)
         except Exception as exc:
             LOGGER.exception("story clustering failed for %s", item.page_url)
             self.crawler.stats.inc_value("armswatch/errors")

@@ -43,8 +43,20 @@ def process_page(page: PageItem, rule_specs: tuple[str, ...] = ("arms-procuremen
             matches=tuple(matches),
             state_affiliated=page.state_affiliated,
             content_hash=text_hash(article.text),
+            fingerprint=_fingerprint(article, page.source),
         )
     except Exception as exc:  # a bad page must not stop the crawl
         logger.exception("processing %s failed", page.url)
         return ProcessedArticle(page.url, page.source, None, error=f"{type(exc).__name__}: {exc}",
                                 state_affiliated=page.state_affiliated)
+
+
+def _fingerprint(article, source: str):
+    """The story-clustering fingerprint, or None (the writer then computes it) if it fails."""
+    from crawler.clustering import article_fingerprint
+
+    try:
+        return article_fingerprint(article.title, article.text, source, article.site_name, article.language)
+    except Exception:
+        logger.exception("fingerprint of %s failed", article.url)
+        return None

@@ -555,13 +555,17 @@ class ArticleStore:
                 tags[name].update(json.loads(raw or "[]"))
         return {name: sorted(values) for name, values in tags.items()}
 
-    def story_candidates(self, keys: Iterable[int], since: str, until: str, exclude: int, per_key: int = 50) -> list[int]:
-        """Articles sharing an index key with a new one, seen in [since, until].
+    def story_candidates(
+        self, keys: Iterable[int], since: str, until: str, exclude: int, per_key: int = 50, most: int = 60
+    ) -> list[int]:
+        """Articles sharing an index key with a new one, seen in [since, until], those sharing
+        the most keys first.
 
-        At most `per_key` most recent articles per key: the cost of a lookup depends on
-        the keys of one article, not on the size of the archive.
+        At most `per_key` most recent articles per key and `most` in all: the cost of a lookup
+        depends on the keys of one article, not on the size of the archive nor on how many
+        copies of a wire story it already holds.
         """
-        found: dict[int, None] = {}
+        shared: dict[int, int] = {}
         for key in keys:
             for (article_id,) in self.db.execute(
                 "select article_id from story_keys where key = ? and seen_at between ? and ?"
@@ -569,8 +573,8 @@ class ArticleStore:
                 [key, since, until, per_key],
             ).fetchall():
                 if article_id != exclude:
-                    found[article_id] = None
-        return list(found)
+                    shared[article_id] = shared.get(article_id, 0) + 1
+        return sorted(shared, key=lambda article_id: -shared[article_id])[:most]
 
     def story_fingerprints(self, article_ids: Iterable[int]) -> list[dict[str, Any]]:
         """Stored fingerprints of candidate articles, with their source and story."""
