@@ -127,6 +127,24 @@ class _Email:
     slot: datetime | None
     rows: list[dict[str, Any]] = field(default_factory=list)
     notices: list[dict[str, Any]] = field(default_factory=list)
+    wants_updates: bool = False  # digests list later articles of alerted stories; instant only on opt-in
+    updates: list[dict[str, Any]] = field(default_factory=list)
+
+
+def story_updates(rows: list[dict[str, Any]], store: ArticleStore) -> list[dict[str, Any]]:
+    """Rows of articles that joined an already-alerted story, each with the headline of the
+    story it joined: a digest lists them under "also reported" instead of alerting again."""
+    headlines: dict[int, str | None] = {}
+    updates = []
+    for row in rows:
+        story = row.get("story_id")
+        if story is None:
+            continue
+        if story not in headlines:
+            found = store.query("select headline from stories where id = ?", [story])
+            headlines[story] = found[0]["headline"] if found else None
+        updates.append({**row, "story_headline": headlines[story]})
+    return updates
 
 
 def alert_sent(row: dict[str, Any], store: ArticleStore) -> None:
@@ -167,13 +185,18 @@ def _deliver(
     with _mailer(config) as mailer:
         report.destination = mailer.where
         for email in emails:
-            wanted, dropped = one_row_per_story([r for r in email.rows if keep(r, store)], store)
-            dropped = set(dropped) | ({r["outbox_id"] for r in email.rows} - {r["outbox_id"] for r in wanted})
+            fresh = [r for r in email.rows if keep(r, store)]
+            wanted, dropped = one_row_per_story(fresh, store)
+            if email.wants_updates:
+                email.updates = story_updates([r for r in email.rows if r not in fresh], store)
+            dropped = set(dropped) | (
+                {r["outbox_id"] for r in email.rows} - {r["outbox_id"] for r in wanted + email.updates}
+            )
             if dropped:
                 store.suppress_alerts(sorted(dropped), "suppressed: not worth an alert (story already alerted)")
                 report.suppressed += len(dropped)
             email.rows = wanted
-            if not email.rows and not email.notices:
+            if not email.rows and not email.notices and not email.updates:
                 continue
             if _send(settings, store, mailer, email, now, crawl_time, report):
                 for row in email.rows:
@@ -207,7 +230,7 @@ def plan_emails(
         cutoff = _iso(slot or now)
         last = (digests.get((address, mode)) or {}).get("last_slot")
         window_open = slot is None or not last or last < cutoff
-        email = _Email(address, mode, slot)
+        email = _Email(address, mode, slot, wants_updates=mode != "instant" or recipient.story_updates)
         email.rows = [
             row for row in rows
             if row["address"] == address and row["mode"] == mode and row["created_at"] <= cutoff
@@ -328,7 +351,7 @@ def _send(
     report: DeliveryReport,
 ) -> bool:
     """Send one email and record the server's answer; True when it was accepted."""
-    outbox_ids = [r["outbox_id"] for r in email.rows]
+    outbox_ids = [r["outbox_id"] for r in email.rows + email.updates]
     notice_ids = [n["notice_id"] for n in email.notices]
     ident = message_id(settings, outbox_ids, notice_ids)
     rendered = render_alert(
@@ -336,6 +359,8 @@ def _send(
         [notice_from_row(n) for n in email.notices],
         mode=email.mode,
         crawl_time=crawl_time,
+        # an article already shown as "also reported by" under its story's entry is not listed twice
+        updates=[story_from_row(r) for r in email.updates if r["story_id"] not in {s["story_id"] for s in email.rows}],
     )
     message = build_message(rendered, settings.sender, email.address, ident)
     try:

@@ -49,6 +49,7 @@ class StoryView:
     snippet: tuple[tuple[str, bool], ...]  # (text, highlighted) segments
     sort_key: str
     also_reported: tuple[str, ...] = ()  # other outlets of the same story (story clustering)
+    update_of: str = ""  # headline of the already-alerted story this article joined
 
     @property
     def tag_line(self) -> str:
@@ -180,6 +181,7 @@ def story_from_row(row: dict[str, Any]) -> StoryView:
         snippet=snippet_segments(row.get("snippet"), row.get("highlights")),
         sort_key=published if _ISO_DATE.match(published) else fetched,
         also_reported=tuple(clean(s, 200) for s in row.get("also_reported") or ()),
+        update_of=clean(row.get("story_headline"), TITLE_LIMIT),
     )
 
 
@@ -200,20 +202,24 @@ def render_alert(
     *,
     mode: str = "instant",
     crawl_time: str | None = None,
+    updates: Sequence[StoryView] = (),
 ) -> RenderedEmail:
-    """Subject, text and HTML of one email: stories grouped by rule, newest first, then notices."""
+    """Subject, text and HTML of one email: stories grouped by rule, newest first, then the
+    articles that joined stories alerted before ("also reported"), then notices."""
+    updates = list({u.article_id: u for u in sorted(updates, key=lambda u: u.sort_key, reverse=True)}.values())
     by_rule: dict[str, list[StoryView]] = {}
     for story in stories:
         by_rule.setdefault(story.rule, []).append(story)
     groups = [(rule, sorted(items, key=lambda s: s.sort_key, reverse=True)) for rule, items in sorted(by_rule.items())]
     story_count = len({s.article_id for s in stories})
     rules = tuple(rule for rule, _ in groups)
-    subject = _subject(story_count, rules, len(notices), mode)
+    subject = _subject(story_count, rules, len(notices), mode, len(updates))
     footer = _footer(story_count, len(stories), len(rules), len(notices), crawl_time)
     context = {
         "subject": subject,
         "groups": groups,
         "notices": list(notices),
+        "updates": updates,
         "footer": footer,
         "heading": _heading(story_count, mode),
     }
@@ -252,11 +258,13 @@ def build_message(rendered: RenderedEmail, sender: str, to: str, message_id: str
     return message
 
 
-def _subject(stories: int, rules: Iterable[str], notices: int, mode: str) -> str:
+def _subject(stories: int, rules: Iterable[str], notices: int, mode: str, updates: int = 0) -> str:
     prefix = "armswatch" if mode == "instant" else f"armswatch {mode} digest"
     parts = []
     if stories:
         parts.append(f"{stories} new {'story' if stories == 1 else 'stories'} for {', '.join(rules)}")
+    if updates:
+        parts.append(f"{updates} also reported")
     if notices:
         parts.append(f"{notices} source health {'notice' if notices == 1 else 'notices'}")
     return f"{prefix}: {'; '.join(parts) or 'nothing new'}"

@@ -294,3 +294,63 @@ def test_an_article_with_a_placeholder_date_is_clustered_by_when_it_was_fetched(
     decision = assign_story(store, article_id)
     seen = store.query("select seen_at from story_fingerprints where article_id = ?", [article_id])[0]["seen_at"]
     assert decision.is_new_story and seen[:4] == store.query("select fetched_at from articles")[0]["fetched_at"][:4]
+
+
+def test_later_copies_of_an_alerted_story_reach_digests_and_opted_in_readers_only(tmp_path, store, devset):
+    import email as email_lib
+    from datetime import datetime, timedelta, timezone
+    from email import policy
+
+    from crawler.alerts import deliver_alerts
+    from crawler.config import AlertSettings, Config, Recipient
+    from crawler.items import Article, ProcessedArticle
+    from storage.store import text_hash
+
+    readers = (Recipient("desk@example.org"), Recipient("follow@example.org", story_updates=True),
+               Recipient("editor@example.org", mode="daily", at="08:00"))
+    config = Config(path=str(tmp_path / "armswatch.toml"), alerts=AlertSettings(
+        outbox_dir=str(tmp_path / "outbox"), sender="armswatch@example.org", recipients=readers))
+
+    def crawl(article_id):
+        a = devset[article_id]
+        url = f"https://{a.source}.example/{a.id}"
+        article = Article(url=url, canonical_url=url, title=a.title, text=a.text, published=a.published,
+                          language=a.language, site_name=a.source)
+        saved = store.save_article(ProcessedArticle(url, a.source, article, tag_matches(a, "labelled"),
+                                                    content_hash=text_hash(a.text)),
+                                   lambda rule: [(r.address, r.mode) for r in readers])
+        assign_story(store, saved.article_id)
+
+    def inbox(address):
+        found = []
+        for path in sorted((tmp_path / "outbox").glob("*.eml"), key=lambda f: f.stat().st_mtime_ns):
+            message = email_lib.message_from_bytes(path.read_bytes(), policy=policy.default)
+            if message["To"] == address:
+                found.append(message.get_body(("plain",)).get_content())
+        return found
+
+    now = datetime.now(timezone.utc)
+    crawl("g01-en-wire")
+    deliver_alerts(config, store, now)
+    crawl("g01-de")  # the German report of the same shells story, after the alert
+    deliver_alerts(config, store, now + timedelta(minutes=5))
+
+    assert len(inbox("desk@example.org")) == 1  # no second alert for the same story
+    first, update = inbox("follow@example.org")
+    assert "Also reported (stories alerted before)" in update and "zeitung-de (DE" in update
+    assert inbox("editor@example.org") == []  # waits for 08:00
+
+    deliver_alerts(config, store, now + timedelta(days=1))
+    [digest] = inbox("editor@example.org")
+    assert devset["g01-en-wire"].title in digest
+    assert digest.count("zeitung-de") == 1 and "Also reported by: zeitung-de (DE)" in digest
+
+    crawl("g01-fr")  # a day after the digest: listed in the next one, not alerted
+    deliver_alerts(config, store, now + timedelta(days=1, minutes=5))
+    deliver_alerts(config, store, now + timedelta(days=2))
+    assert len(inbox("desk@example.org")) == 1
+    digest2 = inbox("editor@example.org")[1]
+    assert "Also reported (stories alerted before)" in digest2 and "journal-fr (FR" in digest2
+    assert devset["g01-fr"].title in digest2
+    statuses = store.query("select status, count(*) as n from outbox group by status")
+    assert {r["status"]: r["n"] for r in statuses}.get("pending", 0) == 0
