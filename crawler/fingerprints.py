@@ -19,7 +19,6 @@ from difflib import SequenceMatcher
 
 import numpy as np
 import simplemma
-from datasketch import MinHash
 
 NUM_PERM = 128
 BANDS = 32  # 32 bands of 4 rows: pairs with Jaccard ~0.4 and above usually share a band
@@ -81,6 +80,10 @@ def shingles(text: str, size: int = SHINGLE) -> set[str]:
 
 def text_signature(text: str) -> np.ndarray:
     """The MinHash signature (datasketch) of the text's word 3-shingles: 128 32-bit values."""
+    # imported here: datasketch brings scipy (40 MB), which the crawl's writer process, that
+    # only compares stored signatures, never needs
+    from datasketch import MinHash
+
     mh = MinHash(num_perm=NUM_PERM, scheme=SCHEME)
     mh.update_batch([s.encode("utf-8") for s in shingles(text)])
     return np.asarray(mh.hashvalues, dtype=np.uint32)

@@ -24,6 +24,7 @@ from crawler.processing import init_worker, process_page
 from crawler.rules import load_rules
 
 LOGGER = logging.getLogger(__name__)
+WORKER_PRELOAD = ["crawler.processing", "crawler.extraction", "crawler.rules", "crawler.clustering"]
 
 
 class ExtractionPipeline:
@@ -50,8 +51,11 @@ class ExtractionPipeline:
         self.pool = self.new_pool()
 
     def new_pool(self) -> ProcessPoolExecutor:
-        # forkserver: workers never inherit the reactor's threads or open sockets.
+        # forkserver: workers never inherit the reactor's threads or open sockets. The server
+        # imports the extraction stack once (trafilatura, the language model, the rule engine),
+        # so each worker starts at once and shares those pages instead of loading its own copy.
         context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(WORKER_PRELOAD)
         return ProcessPoolExecutor(
             max_workers=self.workers, mp_context=context, initializer=init_worker, initargs=(self.rule_specs,)
         )
