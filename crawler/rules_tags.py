@@ -116,6 +116,11 @@ def _sentence_roles(
             next_party = parties[n + 1][0] if n + 1 < n_parties else None
             if following and (next_party is None or next_party > following[0][0]):
                 roles[n] = following[0][1]  # the party closest before a verb is its subject
+            elif following and roles[n + 1] is None and following[0][0] - hi <= 12:
+                # two parties before the verb: subject, then indirect object ("Iran hat Russland
+                # Drohnen geliefert", "Iran sent Russia drones"): the first takes the verb's role
+                roles[n] = following[0][1]
+                roles[n + 1] = "recipient" if following[0][1] == "supplier" else "supplier"
     share_roles()
     tagged = [(concepts[p[2]].tag or "", r) for p, r in zip(parties, roles)]
     if "supplier" in roles and "recipient" not in roles:
