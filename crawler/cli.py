@@ -7,7 +7,6 @@ message naming the file and line; nothing here holds logic of its own.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 

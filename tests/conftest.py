@@ -7,6 +7,8 @@ reactor cannot be restarted inside the pytest process.
 from __future__ import annotations
 
 import os
+import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +51,23 @@ def run_armswatch(*args: str, timeout: float = 240, cwd: Path | None = None, env
         result.peak_rss_mb = int(last.split()[1]) / 1024
         result.stderr = head
     return result
+
+
+def rows(db: Path | str, sql: str, params: tuple = ()) -> list[dict]:
+    """What a user would see querying the database file: every row as a dict."""
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql, params)]
+    finally:
+        conn.close()
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (for a server a test starts, or one it keeps down)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import socket
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
@@ -22,7 +21,7 @@ from crawler.alerts import deliver_alerts, digest_slot
 from crawler.config import AlertSettings, Config, Recipient, Source, load_config
 from crawler.items import Article, Match, MatchedTerm, ProcessedArticle
 from storage.store import ArticleStore
-from tests.conftest import run_armswatch
+from tests.conftest import free_port, run_armswatch
 
 RULE = "arms-procurement"
 SNIPPET = "Officials said Iran delivered Shahed-136 drones to Russia last month."
@@ -53,11 +52,6 @@ class RecordingHandler:
     def to(self, address: str) -> list[email.message.EmailMessage]:
         return [m for rcpts, m in self.messages if address in rcpts]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from crawler.config import Source
 from crawler.items import Article, Match, MatchedTerm, ProcessedArticle
 from storage.metadata import DATABASE_NAME, datasette_metadata, schema_problems
 from storage.store import ArticleStore
-from tests.conftest import ROOT, run_armswatch
+from tests.conftest import ROOT, free_port, run_armswatch
 
 HOSTILE = "<script>alert(1)</script>"
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -376,11 +375,6 @@ def test_hostile_title_is_shown_as_text(archive, path):
 
 # ---------------------------------------------------------------- the command
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(url: str, timeout: float = 20) -> bytes:

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 
-from tests.conftest import run_armswatch
+from tests.conftest import rows, run_armswatch
 
-
-def rows(db, sql):
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql)]
-    finally:
-        conn.close()
 
 
 def test_crawl_feeds_stores_every_article_once(site, tmp_path):

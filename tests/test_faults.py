@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,23 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_armswatch
+from tests.conftest import ROOT, free_port, rows as query, run_armswatch
 from tests.hostile_web import GOOD_ARTICLES, PASSWD_MARKER, HostileServer, article_html
 
 
-def query(db: Path, sql: str) -> list[dict]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql)]
-    finally:
-        conn.close()
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 HOSTILE_FEEDS = {
@@ -67,7 +53,7 @@ def hostile_crawl(tmp_path_factory):
             f'[[sources]]\nname = "{name}"\nurl = "{base}{path}"\ntype = "{kind}"\n\n'
             for name, (path, kind) in HOSTILE_FEEDS.items()
         )
-        sources += f'[[sources]]\nname = "refused"\nurl = "http://127.0.0.1:{closed_port()}/feed.xml"\n\n'
+        sources += f'[[sources]]\nname = "refused"\nurl = "http://127.0.0.1:{free_port()}/feed.xml"\n\n'
         config = tmp / "hostile.toml"
         config.write_text(
             "[crawl]\n"

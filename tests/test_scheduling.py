@@ -20,18 +20,10 @@ from crawler.locking import LockHeld, crawl_lock
 from crawler.polling import PollResult, format_duration, next_interval
 from crawler.scheduling import ScheduleError, cron_trigger, group_sources, select_sources
 from storage.store import ArticleStore
-from tests.conftest import FIXTURES, ROOT, run_armswatch
+from tests.conftest import FIXTURES, ROOT, rows, run_armswatch
 
 SCHEDULE = ScheduleSettings(interval=1800, min_interval=600, max_interval=86400)
 
-
-def rows(db, sql):
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql)]
-    finally:
-        conn.close()
 
 
 def rows_if_ready(db, sql):
