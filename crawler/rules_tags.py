@@ -90,6 +90,9 @@ def _sentence_roles(
     roles: list[str | None] = []
     for lo, hi, _ in parties:
         role = _marker_role(markers, lo)
+        before = [v for v in verbs if v[0] < lo]
+        if role == "recipient" and before and before[-1][1] == "recipient" and lo - before[-1][0] <= 8:
+            role = "supplier"  # after a buy verb, "to" reads "from": "compra ... a Dinamarca", "acheter à l'Iran"
         if role is None and any(dash in gap(lo) for dash in (" - ", " – ", "—")):
             role = "neutral"  # a credit line: "... balistiques - USA", "— Reuters"
         if role is None and any(
