@@ -26,7 +26,7 @@ from twisted.internet.error import (
 from twisted.python.failure import Failure
 from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
 
-from crawler.middlewares import ForbiddenUrl
+from crawler.middlewares import ForbiddenUrl, RedirectLoop
 
 
 def classify_failure(failure: Failure) -> tuple[str, str]:
@@ -46,6 +46,8 @@ def classify_failure(failure: Failure) -> tuple[str, str]:
         return "refused", f"connection refused by {url}"
     if failure.check(ForbiddenUrl):
         return "forbidden url", str(error)
+    if failure.check(RedirectLoop):
+        return "redirect loop", str(error)
     if failure.check(IgnoreRequest):
         text = str(error)
         if "robots.txt" in text.lower():

@@ -8,9 +8,10 @@ Hosts of the configured sources themselves are trusted: the user chose them.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from scrapy import Request, Spider
+from scrapy.http import Response
 from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest
 
@@ -19,6 +20,10 @@ from crawler.urls import is_fetchable_url, is_private_address
 
 class ForbiddenUrl(IgnoreRequest):
     """A URL outside the fetch policy (scheme or address)."""
+
+
+class RedirectLoop(IgnoreRequest):
+    """A redirect back to a URL of its own chain: Scrapy's duplicate filter would drop it silently."""
 
 
 class UrlPolicyMiddleware:
@@ -44,3 +49,22 @@ class UrlPolicyMiddleware:
         """host:port of every configured source: the user chose them, so they may be private."""
         config = getattr(spider, "armswatch_config", None)
         return {urlsplit(s.url).netloc.lower() for s in (config.sources if config else ())}
+
+
+class RedirectGuardMiddleware:
+    """Looks at a redirect before Scrapy follows it (it sits closer to the downloader than
+    Scrapy's RedirectMiddleware), so a redirect to file:// or back into its own chain fails
+    with an error the health table and fetch_errors can name, instead of a bare "HTTP 302"
+    or a request that silently vanishes."""
+
+    def process_response(self, request: Request, response: Response, spider: Spider | None = None) -> Response:
+        location = response.headers.get("Location")
+        if not 300 <= response.status < 400 or not location:
+            return response
+        target = urljoin(request.url, location.decode("latin-1").strip())
+        if not is_fetchable_url(target):
+            raise ForbiddenUrl(f"{request.url} redirects to {target}: only http(s) URLs are fetched")
+        chain = [*request.meta.get("redirect_urls", ()), request.url]
+        if target.split("#")[0] in chain:
+            raise RedirectLoop(f"redirect loop: {' -> '.join([*chain, target])}")
+        return response

@@ -39,6 +39,8 @@ DOWNLOADER_MIDDLEWARES = {
     # Scrapy's own lets concurrent first requests to a host skip robots.txt (see crawler/robotstxt.py)
     "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
     "crawler.robotstxt.RobotsTxtMiddleware": 100,
+    # before Scrapy's RedirectMiddleware (600) sees a 3xx: names loops and non-http targets
+    "crawler.middlewares.RedirectGuardMiddleware": 650,
 }
 ARMSWATCH_ALLOW_PRIVATE_ADDRESSES = True
 

@@ -19,6 +19,9 @@ from crawler.demo_server import SiteServer
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# The five seed stories as a naive scraper captured them (copies of ../shared/seeds, so the
+# suite runs from a clean clone with nothing beside it).
+SEED_TEXTS = Path(__file__).resolve().parent / "rules_devset" / "seeds"
 
 
 # Runs a command and reports the peak resident memory of its process tree on its last stderr line.

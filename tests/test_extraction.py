@@ -13,11 +13,9 @@ from crawler.cleaning import comparison_key
 from crawler.encoding import decode_html
 from crawler.extraction import MAX_HTML_BYTES, article_report, extract_article, load_source
 from crawler.items import Article, FeedEntry
+from tests.conftest import SEED_TEXTS
 
 ROOT = Path(__file__).resolve().parents[1]
-SEED_TEXTS = Path("/work/shared/seeds")
-if not SEED_TEXTS.is_dir():  # the checkout sits next to ../shared
-    SEED_TEXTS = ROOT.parent / "shared" / "seeds"
 SEED_PAGES = ROOT / "crawler" / "demo_site" / "articles"
 FIXTURES = Path(__file__).parent / "fixtures" / "extraction"
 BASE = "http://127.0.0.1:8765"

@@ -118,9 +118,12 @@ def test_every_bad_source_has_a_health_row_naming_its_error(hostile_crawl):
 
 def test_bad_article_pages_are_recorded_not_stored(hostile_crawl):
     errors = {e["url"].rsplit("/", 1)[1]: e for e in query(hostile_crawl["db"], "select * from fetch_errors where url like '%/articles/%' or url like '%/private/%'")}
-    # (a redirect loop is dropped by Scrapy's duplicate filter: never stored, nothing to record)
-    for page in ["reset.html", "truncated.html", "bomb.html", "huge.html", "to-file.html", "empty.html", "error.html", "hang.html", "secret.html"]:
+    for page in ["reset.html", "truncated.html", "bomb.html", "huge.html", "to-file.html", "empty.html", "error.html",
+                 "hang.html", "secret.html", "loop.html"]:
         assert page in errors, (page, sorted(errors))
+    assert errors["loop.html"]["error_class"] == "redirect loop"
+    assert errors["to-file.html"]["error_class"] == "forbidden url"
+    assert "file:///etc/passwd" in errors["to-file.html"]["message"]
     assert errors["error.html"]["error_class"] == "HTTP 500"
     assert errors["hang.html"]["error_class"] == "timeout"
     assert errors["secret.html"]["error_class"] == "robots denied"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from tests.conftest import run_armswatch
+from tests.conftest import SEED_TEXTS, run_armswatch
 
 
 def flagged(db):
@@ -50,8 +50,7 @@ def test_rematch_adds_and_removes_flags_after_a_rule_edit(site, tmp_path):
 def test_match_command_explains_a_flag_for_a_text_and_an_html_file(tmp_path):
     from pathlib import Path
 
-    seeds = Path(__file__).resolve().parents[2] / "shared" / "seeds"
-    text_file = next(seeds.glob("001_*.txt"))
+    text_file = next(SEED_TEXTS.glob("001_*.txt"))
     result = run_armswatch("match", str(text_file))
     assert result.returncode == 0, result.stderr
     assert "arms-procurement" in result.stdout
