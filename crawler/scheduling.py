@@ -43,7 +43,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from crawler.config import Config, Source
+from crawler.config import Config, ConfigError, Source, load_config
 from crawler.locking import LockError, scheduler_lock
 from crawler.polling import PollResult, format_duration, next_interval, on_ladder
 from storage.store import ArticleStore, StoreError
@@ -51,6 +51,7 @@ from storage.store import ArticleStore, StoreError
 logger = logging.getLogger("armswatch.schedule")
 
 SETTLE_SECONDS = 1.0  # jobs firing within this window share one run
+CONFIG_CHECK_SECONDS = 5.0  # how often the daemon looks whether its config file changed
 EXIT_LOCK_HELD = 75  # EX_TEMPFAIL: `armswatch crawl` found another crawl running
 WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
@@ -245,6 +246,8 @@ class CrawlScheduler:
         self.wakeup = threading.Condition()
         self.stop_signals = 0
         self.stop_early = threading.Event()
+        self.reload_asked = False
+        self.config_stamp = _stamp(self.config_path)
         self.runs = 0
         self.scheduler = BackgroundScheduler(
             job_defaults={
@@ -266,6 +269,49 @@ class CrawlScheduler:
             self.stop_early.set()
         with self.wakeup:
             self.wakeup.notify_all()
+
+    def request_reload(self, signum: int, frame: FrameType | None = None) -> None:
+        self.reload_asked = True
+        with self.wakeup:
+            self.wakeup.notify_all()
+
+    def reload_if_changed(self) -> bool:
+        """Take up an edited config (file changed, or SIGHUP) between runs: new sources get
+        jobs, removed ones lose theirs, changed intervals and crons are rescheduled. A config
+        that does not load is reported and the daemon goes on with the one it has."""
+        stamp = _stamp(self.config_path)
+        if not self.reload_asked and stamp == self.config_stamp:
+            return False
+        self.reload_asked = False
+        self.config_stamp = stamp
+        try:
+            config = load_config(self.config_path)
+            check_schedule(config)
+        except (ConfigError, ScheduleError, OSError) as exc:
+            logger.error("config not reloaded, keeping the running one: %s", exc)
+            return False
+        with ArticleStore(config.crawl.db) as store:
+            store.sync_sources(config.sources)
+            health = _health(store)
+        old_sources = self.sources
+        self.config = config
+        self.sources = {s.name: s for s in config.enabled_sources}
+        for name, source in self.sources.items():
+            if source.cron:
+                self.intervals.pop(name, None)
+            elif old_sources.get(name) != source or name not in self.intervals:
+                stored = (health.get(name) or {}).get("poll_interval")
+                self.intervals[name] = base_interval(source, config, stored)
+        for name in set(self.intervals) - set(self.sources):
+            del self.intervals[name]
+        with self.wakeup:
+            self.pending = [n for n in self.pending if n in self.sources]
+        for key in list(self.groups):  # rebuild every job: intervals, crons or jitter may have changed
+            self.scheduler.remove_job(_job_id(key))
+        self.groups = {}
+        self.sync_jobs(health)
+        logger.info("config reloaded from %s: %d sources", self.config_path, len(self.sources))
+        return True
 
     # jobs -------------------------------------------------------------------------------------
 
@@ -318,6 +364,7 @@ class CrawlScheduler:
                     self.intervals[name] = base_interval(source, self.config, stored)
             self.sync_jobs(health)
             previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self.request_reload)
             self.scheduler.start()
             try:
                 self.loop()
@@ -334,13 +381,18 @@ class CrawlScheduler:
         deadline = time.monotonic() + self.until if self.until is not None else None
         while not self.stop_signals:
             with self.wakeup:
-                while not self.pending and not self.stop_signals:
+                while not self.pending and not self.stop_signals and not self.reload_asked:
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
                         return
-                    self.wakeup.wait(timeout=left if left is not None else 60)
+                    self.wakeup.wait(timeout=min(left, CONFIG_CHECK_SECONDS) if left is not None else CONFIG_CHECK_SECONDS)
+                    if _stamp(self.config_path) != self.config_stamp:
+                        break
             if self.stop_signals:
                 return
+            self.reload_if_changed()
+            if not self.pending:
+                continue
             time.sleep(SETTLE_SECONDS)  # let jobs firing together join this run
             if self.stop_signals:
                 return
@@ -420,6 +472,15 @@ class CrawlScheduler:
                 new = current
             self.intervals[name] = new
             store.set_poll_interval(name, new)
+
+
+def _stamp(path: str) -> tuple[float, int] | None:
+    """When the config file last changed (None if it is gone)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_mtime, info.st_size)
 
 
 def _job_id(key: GroupKey) -> str:

@@ -270,6 +270,35 @@ def test_daemon_runs_on_schedule_shares_runs_and_stops_cleanly_on_sigterm(site, 
     assert "poll every" in listing and f"{3 if len(runs) == 2 else 4}s" in listing
 
 
+def test_daemon_takes_up_an_edited_config_and_survives_a_broken_one(site, tmp_path):
+    config = tmp_path / "armswatch.toml"
+    head = '[crawl]\ndb = "x.db"\nextraction_workers = 1\ndownload_delay = 0\n\n[schedule]\ninterval = 3600\n\n'
+    gazette = f'[[sources]]\nname = "Gazette"\nurl = "{site.base_url}/feed.xml"\n\n'
+    config.write_text(head + gazette)
+    db = tmp_path / "x.db"
+    daemon = armswatch_process("schedule", "--config", str(config))
+    try:
+        finished = "select * from crawl_runs where exit_reason = 'finished' order by id"
+        wait_for(lambda: len(rows_if_ready(db, finished)) >= 1, 90, "the first run")
+        config.write_text(head + gazette + "[[sources]]\nname = Atom without quotes\n")  # broken: kept running
+        time.sleep(7)
+        config.write_text(head + gazette + f'[[sources]]\nname = "Atom"\nurl = "{site.base_url}/atom.xml"\n')
+        atom = "select * from source_health where source = 'Atom' and last_attempt is not null"
+        wait_for(lambda: rows_if_ready(db, atom), 60, "the added source to be crawled")
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=60)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+    assert daemon.returncode == 0, err
+    assert "config not reloaded, keeping the running one" in err and "armswatch.toml:" in err
+    assert "config reloaded from" in err
+    runs = rows(db, "select sources from crawl_runs order by id")
+    assert runs[0]["sources"] == 1 and runs[1]["sources"] == 2  # the new source joins its interval group
+    assert rows(db, "select count(*) as n from articles where source = 'Atom'")[0]["n"] >= 1
+
+
 class SlowArticleHandler(SiteHandler):
     """One article answers only when the test releases it: a crawl that hangs."""
 
