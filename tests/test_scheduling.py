@@ -53,6 +53,18 @@ def armswatch_process(*args: str) -> subprocess.Popen:
     )
 
 
+def stop_daemon(daemon: subprocess.Popen) -> tuple[str, str]:
+    """SIGTERM, as systemd sends it; the daemon's (stdout, stderr)."""
+    daemon.send_signal(signal.SIGTERM)
+    return daemon.communicate(timeout=60)
+
+
+def kill_if_running(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
+
+
 def wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -249,12 +261,9 @@ def test_daemon_runs_on_schedule_shares_runs_and_stops_cleanly_on_sigterm(site, 
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and not rows(db, "select 1 from crawl_runs where exit_reason = 'running'"):
             time.sleep(0.05)
-        daemon.send_signal(signal.SIGTERM)
-        out, err = daemon.communicate(timeout=60)
+        out, err = stop_daemon(daemon)
     finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.communicate()
+        kill_if_running(daemon)
     assert daemon.returncode == 0, err
     assert "stopping after the current run" in err and "stopped after" in err
     runs = rows(db, "select * from crawl_runs order by id")
@@ -285,12 +294,9 @@ def test_daemon_takes_up_an_edited_config_and_survives_a_broken_one(site, tmp_pa
         config.write_text(head + gazette + f'[[sources]]\nname = "Atom"\nurl = "{site.base_url}/atom.xml"\n')
         atom = "select * from source_health where source = 'Atom' and last_attempt is not null"
         wait_for(lambda: rows_if_ready(db, atom), 60, "the added source to be crawled")
-        daemon.send_signal(signal.SIGTERM)
-        out, err = daemon.communicate(timeout=60)
+        out, err = stop_daemon(daemon)
     finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.communicate()
+        kill_if_running(daemon)
     assert daemon.returncode == 0, err
     assert "config not reloaded, keeping the running one" in err and "armswatch.toml:" in err
     assert "config reloaded from" in err
