@@ -85,6 +85,7 @@ def _sentence_roles(
         if (c in acquire or c in supply) and lo in evidence_starts
     ]
     joins = {i for lo, hi, c in occs if c in join_ids or c in source_after_weapon for i in range(lo, hi)}
+    supply_ends = {hi for lo, hi, c in occs if c in supply and lo in evidence_starts}
 
     n_parties = len(parties)
     roles: list[str | None] = []
@@ -95,6 +96,8 @@ def _sentence_roles(
             role = "supplier"  # after a buy verb, "to" reads "from": "compra ... a Dinamarca", "acheter à l'Iran"
         if role is None and any(dash in gap(lo) for dash in (" - ", " – ", "—")):
             role = "neutral"  # a credit line: "... balistiques - USA", "— Reuters"
+        if role is None and lo in supply_ends and gap(lo).strip() == "":
+            role = "recipient"  # the indirect object right after a supply verb: "передав Росії", "sold Taiwan"
         if role is None and any(
             _adjacent(gap, hi, w_lo) or _adjacent(gap, w_hi, lo)
             for w_lo, w_hi, _ in weapon_occs + origin_occs
