@@ -13,7 +13,8 @@ from crawler.rules import load_rules
 
 OVERALL_FLOOR = 0.97  # reached: P 0.989, R 1.000
 LANGUAGE_FLOOR = 0.9  # reached: worst language P 0.923 (uk), every R 1.000
-TAG_FLOOR = {"suppliers": 0.55, "recipients": 0.68}  # reached: 0.62, 0.75
+TAG_FLOOR = {"suppliers": 0.60, "recipients": 0.78}  # reached: 0.65, 0.82
+WRONG_TAG_CEILING = 0.2  # names tagged that the label does not have, per expected name; reached: 0.14, 0.15
 
 
 @pytest.fixture(scope="module")
@@ -46,5 +47,6 @@ def test_blind_set_precision_and_recall_stay_above_their_floors(rules, blindset,
 
 
 def test_flagged_blind_positives_name_most_of_their_suppliers_and_recipients(rules, blindset):
-    for role, (found, expected, _) in tag_agreement(rules, blindset, "arms-procurement").items():
+    for role, (found, expected, wrong) in tag_agreement(rules, blindset, "arms-procurement").items():
         assert found / expected >= TAG_FLOOR[role], (role, found, expected)
+        assert wrong / expected <= WRONG_TAG_CEILING, (role, wrong, expected)
