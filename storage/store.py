@@ -566,12 +566,13 @@ class ArticleStore:
         copies of a wire story it already holds.
         """
         shared: dict[int, int] = {}
-        for key in keys:
-            for (article_id,) in self.db.execute(
-                "select article_id from story_keys where key = ? and seen_at between ? and ?"
-                " order by seen_at desc limit ?",
-                [key, since, until, per_key],
-            ).fetchall():
+        one_key = ("select * from (select article_id from story_keys where key = ? and seen_at between ? and ?"
+                   " order by seen_at desc limit ?)")
+        keys = list(keys)
+        for start in range(0, len(keys), 200):  # one statement per 200 keys (SQLite allows 500 terms)
+            chunk = keys[start : start + 200]
+            params = [value for key in chunk for value in (key, since, until, per_key)]
+            for (article_id,) in self.db.execute(" union all ".join([one_key] * len(chunk)), params).fetchall():
                 if article_id != exclude:
                     shared[article_id] = shared.get(article_id, 0) + 1
         return sorted(shared, key=lambda article_id: -shared[article_id])[:most]
