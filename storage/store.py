@@ -97,6 +97,11 @@ class ArticleStore:
     def query(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         return list(self.db.query(sql, params))
 
+    def query_one(self, sql: str, params: Iterable[Any] | dict[str, Any] = ()) -> dict[str, Any] | None:
+        """The first row, or None (the statement is read to its end: no cursor stays open)."""
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
     # -- sources and their health ------------------------------------------------------
 
     def sync_sources(self, sources: Iterable[Any]) -> None:
@@ -537,12 +542,11 @@ class ArticleStore:
 
     def article_for_story(self, article_id: int) -> dict[str, Any] | None:
         """The fields clustering reads: text, language, source, date, current story."""
-        rows = self.query(
+        return self.query_one(
             "select id, url, source, site_name, title, text, language, published, fetched_at, story_id"
             " from articles where id = ?",
             [article_id],
         )
-        return rows[0] if rows else None
 
     def article_tags(self, article_id: int) -> dict[str, list[str]]:
         """Union of the rule tags of an article's matches: rules, suppliers, recipients, weapons."""
@@ -662,8 +666,7 @@ class ArticleStore:
         )
 
     def story_link(self, article_id: int) -> dict[str, Any] | None:
-        rows = self.query("select * from story_links where article_id = ?", [article_id])
-        return rows[0] if rows else None
+        return self.query_one("select * from story_links where article_id = ?", [article_id])
 
     def unassigned_articles(self, limit: int = 1000) -> list[int]:
         """Articles without a story yet (saved before clustering existed, or by a crashed run)."""
@@ -673,12 +676,11 @@ class ArticleStore:
 
     def story_of_match(self, match_id: int) -> dict[str, Any] | None:
         """The story of a match's article, with that article's id."""
-        rows = self.query(
+        return self.query_one(
             "select s.*, m.article_id as match_article_id from matches m join articles a on a.id = m.article_id"
             " join stories s on s.id = a.story_id where m.id = ?",
             [match_id],
         )
-        return rows[0] if rows else None
 
     def mark_story_alerted(self, match_id: int, when: str | None = None) -> bool:
         """The alert for this match went out: its story counts as alerted (first alert wins).
