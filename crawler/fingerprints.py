@@ -16,6 +16,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
+from functools import lru_cache
 
 import numpy as np
 import simplemma
@@ -58,6 +59,7 @@ _PERCENT_WORDS = ("percent", "per cent", "prozent", "pourcent", "por ciento", "p
 _WORD_NUMBERS = {"un": 1, "une": 1, "uno": 1, "una": 1, "one": 1, "a": 1, "eine": 1, "ein": 1, "один": 1, "одна": 1}
 
 
+@lru_cache(maxsize=65_536)  # names and designations repeat across the news of a day
 def fold(text: str) -> str:
     """Lower-case, strip accents, and write Cyrillic in Latin letters."""
     text = unicodedata.normalize("NFKD", text.lower())
@@ -240,6 +242,7 @@ _SOUNDS = (("tsch", "sh"), ("sch", "sh"), ("ch", "sh"), ("ou", "u"), ("c", "k"),
            ("w", "v"), ("ph", "f"), ("x", "ks"))
 
 
+@lru_cache(maxsize=65_536)
 def name_key(folded: str) -> str:
     """A spelling-tolerant key for a folded name: "Choïgou", "Shoigu" and "Шойгу" meet."""
     for old, new in _SOUNDS:
