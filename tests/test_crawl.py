@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 
-from tests.conftest import rows, run_armswatch
-
+from tests.conftest import ROOT, rows, run_armswatch
 
 
 def test_crawl_feeds_stores_every_article_once(site, tmp_path):
@@ -88,3 +90,16 @@ def test_config_file_crawl_and_bad_config_errors(site, tmp_path):
     bad = run_armswatch("crawl", "--config", str(config))
     assert bad.returncode != 0
     assert f"{config}:3:" in bad.stderr and "http(s)" in bad.stderr
+
+
+def test_scrapy_crawl_runs_the_same_spider(site, tmp_path):
+    config = tmp_path / "armswatch.toml"
+    config.write_text(f'[crawl]\ndb = "{tmp_path / "x.db"}"\ndownload_delay = 0\n\n'
+                      f'[[sources]]\nname = "Gazette"\nurl = "{site.base_url}/feed.xml"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "scrapy", "crawl", "sources", "-a", f"config={config}"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    stored = rows(tmp_path / "x.db", "select url from articles order by url")
+    assert [r["url"].rsplit("/", 1)[1] for r in stored] == ["harvest-report.html", "iran-drones.html"]
