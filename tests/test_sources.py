@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import socket
-import sqlite3
 import threading
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -18,19 +17,10 @@ from crawler.demo_server import SiteHandler, SiteServer
 from spiders.feeds import parse_feed
 from spiders.listings import parse_listing
 from spiders.sitemaps import SitemapError, gunzip_bounded, parse_sitemap
-from tests.conftest import FIXTURES, run_armswatch
+from tests.conftest import FIXTURES, rows, run_armswatch
 
 SITE = FIXTURES / "site"
 RECENT = (date.today() - timedelta(days=2)).isoformat()
-
-
-def rows(db, sql, params=()):
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute(sql, params)]
-    finally:
-        conn.close()
 
 
 def story(version: int) -> bytes:
