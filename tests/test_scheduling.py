@@ -290,7 +290,8 @@ def test_daemon_takes_up_an_edited_config_and_survives_a_broken_one(site, tmp_pa
         finished = "select * from crawl_runs where exit_reason = 'finished' order by id"
         wait_for(lambda: len(rows_if_ready(db, finished)) >= 1, 90, "the first run")
         config.write_text(head + gazette + "[[sources]]\nname = Atom without quotes\n")  # broken: kept running
-        time.sleep(7)
+        daemon.send_signal(signal.SIGHUP)  # read it now; the fixed file below is noticed by itself
+        time.sleep(3)
         config.write_text(head + gazette + f'[[sources]]\nname = "Atom"\nurl = "{site.base_url}/atom.xml"\n')
         atom = "select * from source_health where source = 'Atom' and last_attempt is not null"
         wait_for(lambda: rows_if_ready(db, atom), 60, "the added source to be crawled")
