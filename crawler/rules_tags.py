@@ -90,12 +90,17 @@ def _sentence_roles(
     n_parties = len(parties)
     roles: list[str | None] = []
     for lo, hi, _ in parties:
-        role = _marker_role(markers, lo)
+        role = _marker_role(markers, lo, [p_hi for _, p_hi, _ in parties if p_hi <= lo])
         before = [v for v in verbs if v[0] < lo]
         if role == "recipient" and before and before[-1][1] == "recipient" and lo - before[-1][0] <= 8:
             role = "supplier"  # after a buy verb, "to" reads "from": "compra ... a Dinamarca", "acheter à l'Iran"
         if role is None and any(dash in gap(lo) for dash in (" - ", " – ", "—")):
             role = "neutral"  # a credit line: "... balistiques - USA", "— Reuters"
+        if role is None and any(
+            any(dash in gap(k) for dash in (" - ", " – ", "—")) and any(v < k for v, _ in verbs)
+            for k in range(max(lo - 3, 1), lo)
+        ):
+            role = "neutral"  # attribution after the news: "... снарядов — разведка Южной Кореи"
         if role is None and lo in supply_ends and gap(lo).strip() == "":
             role = "recipient"  # the indirect object right after a supply verb: "передав Росії", "sold Taiwan"
         if role is None and any(
@@ -138,10 +143,13 @@ def _sentence_roles(
     return [(t, r) for t, r in tagged if r in ("supplier", "recipient")]
 
 
-def _marker_role(markers: list[tuple[int, int, str]], party_lo: int) -> str | None:
-    """Role given by a marker ending at most two words (articles) before the party."""
+def _marker_role(markers: list[tuple[int, int, str]], party_lo: int, party_ends_before: list[int]) -> str | None:
+    """Role given by a marker ending at most two words (articles) before the party, with no
+    other party in between ("to Russia - South Korean intelligence": the marker is Russia's)."""
     best = None
     for lo, hi, role in markers:
         if 0 <= party_lo - hi <= 2 and (best is None or hi > best[0]):
             best = (hi, role)
-    return None if best is None else best[1]
+    if best is None or any(best[0] < end <= party_lo for end in party_ends_before):
+        return None
+    return best[1]

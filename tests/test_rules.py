@@ -109,6 +109,23 @@ def test_aliases_map_to_weapon_categories(rules):
 
 # ---------------------------------------------------------------- explanation
 
+@pytest.mark.parametrize(
+    ("text", "suppliers", "recipients"),
+    [
+        ("Іран передав Росії балістичні ракети Fath-360.", ("Iran",), ("Russia",)),
+        ("КНДР поставила России миллионы снарядов — разведка Южной Кореи.", ("North Korea",), ("Russia",)),
+        ("North Korea delivered millions of shells to Russia - South Korean intelligence.", ("North Korea",), ("Russia",)),
+        ("Argentina firma la compra de 24 cazas F-16 a Dinamarca.", ("Denmark",), ("Argentina",)),
+        ("Iran hat Russland im Sommer weitere Drohnen geliefert.", ("Iran",), ("Russia",)),
+        ("Iran sent Russia hundreds of drones.", ("Iran",), ("Russia",)),
+        ("Iran sold drones to Russia and Belarus.", ("Iran",), ("Russia", "Belarus")),
+    ],
+)
+def test_tags_read_who_supplies_whom_from_the_sentence(rules, text, suppliers, recipients):
+    [match] = rules.match(None, text)
+    assert (match.suppliers, match.recipients) == (suppliers, recipients)
+
+
 def test_every_flag_explains_itself_with_offsets_and_a_highlighted_snippet(rules, devset):
     checked = 0
     for e in devset:
