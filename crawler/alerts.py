@@ -141,8 +141,8 @@ def story_updates(rows: list[dict[str, Any]], store: ArticleStore) -> list[dict[
         if story is None:
             continue
         if story not in headlines:
-            found = store.query("select headline from stories where id = ?", [story])
-            headlines[story] = found[0]["headline"] if found else None
+            found = store.query_one("select headline from stories where id = ?", [story])
+            headlines[story] = found["headline"] if found else None
         updates.append({**row, "story_headline": headlines[story]})
     return updates
 
