@@ -20,7 +20,8 @@ class RuleFileError(ValueError):
 
 CONCEPT_KEYS = {"tag", "weight", "except", "description", "language_specific"}
 RULE_KEYS = {"when", "min_score", "description"}
-TAGGING_KEYS = {"weapons", "parties", "acquire", "supply", "source", "source_after_weapon", "target", "neutral", "origin", "joins"}
+TAGGING_KEYS = {"weapons", "parties", "acquire", "supply", "source", "source_after_weapon", "target", "neutral", "origin",
+                "joins", "agent"}
 TOP_KEYS = {"about", "concepts", "rules", "tagging"}
 LANG_KEY_RE = re.compile(r"^(any|[a-z]{2})$")
 OPERATORS = {"AND", "OR", "NOT", "SENTENCE"}
@@ -52,6 +53,7 @@ class Tagging:
     neutral: frozenset[int] = frozenset()
     origin: frozenset[int] = frozenset()
     joins: frozenset[int] = frozenset()
+    agent: frozenset[int] = frozenset()  # passive "by": the party does what the verb before it says
 
 
 @dataclass(frozen=True)

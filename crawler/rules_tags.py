@@ -69,21 +69,33 @@ def _sentence_roles(
     weapon_ends = {o[1] for o in weapon_occs}
     source, source_after_weapon, target, neutral = tagging.source, tagging.source_after_weapon, tagging.target, tagging.neutral
     acquire, supply, join_ids = tagging.acquire, tagging.supply, tagging.joins
-    markers: list[tuple[int, int, str]] = []
-    for lo, hi, c in occs:
-        if c in source:
-            markers.append((lo, hi, "supplier"))
-        elif c in source_after_weapon and lo in weapon_ends:
-            markers.append((lo, hi, "supplier"))
-        elif c in target:
-            markers.append((lo, hi, "recipient"))
-        elif c in neutral:
-            markers.append((lo, hi, "neutral"))
     verbs = [
         (lo, "recipient" if c in acquire else "supplier")
         for lo, _, c in occs
         if (c in acquire or c in supply) and lo in evidence_starts
     ]
+
+    def verbs_before(position: int) -> list[tuple[int, str]]:
+        return [v for v in verbs if v[0] < position]
+
+    markers: list[tuple[int, int, str]] = []
+    verb_roles = {hi: ("recipient" if c in acquire else "supplier") for lo, hi, c in occs
+                  if (c in acquire or c in supply) and lo in evidence_starts}
+    for lo, hi, c in occs:
+        if c in tagging.agent:
+            # "supplied by Iran": the supplier; "bought by Poland": the buyer; "used by Ukraine": nobody
+            role = next((verb_roles[end] for end in (lo, lo - 1) if end in verb_roles), "neutral")
+            markers.append((lo, hi, role))
+        elif c in source:
+            markers.append((lo, hi, "supplier"))
+        elif c in source_after_weapon and lo in weapon_ends:
+            markers.append((lo, hi, "supplier"))
+        elif c in target:
+            # after a buy verb, "to" reads "from": "compra ... a Dinamarca", "acheter à l'Iran"
+            buy_before = [v for v in verbs_before(lo) if lo - v[0] <= 6]
+            markers.append((lo, hi, "supplier" if buy_before and buy_before[-1][1] == "recipient" else "recipient"))
+        elif c in neutral:
+            markers.append((lo, hi, "neutral"))
     joins = {i for lo, hi, c in occs if c in join_ids or c in source_after_weapon for i in range(lo, hi)}
     supply_ends = {hi for lo, hi, c in occs if c in supply and lo in evidence_starts}
 
@@ -91,9 +103,6 @@ def _sentence_roles(
     roles: list[str | None] = []
     for lo, hi, _ in parties:
         role = _marker_role(markers, lo, [p_hi for _, p_hi, _ in parties if p_hi <= lo])
-        before = [v for v in verbs if v[0] < lo]
-        if role == "recipient" and before and before[-1][1] == "recipient" and lo - before[-1][0] <= 8:
-            role = "supplier"  # after a buy verb, "to" reads "from": "compra ... a Dinamarca", "acheter à l'Iran"
         if role is None and any(dash in gap(lo) for dash in (" - ", " – ", "—")):
             role = "neutral"  # a credit line: "... balistiques - USA", "— Reuters"
         if role is None and any(

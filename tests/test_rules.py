@@ -119,6 +119,8 @@ def test_aliases_map_to_weapon_categories(rules):
         ("Iran hat Russland im Sommer weitere Drohnen geliefert.", ("Iran",), ("Russia",)),
         ("Iran sent Russia hundreds of drones.", ("Iran",), ("Russia",)),
         ("Iran sold drones to Russia and Belarus.", ("Iran",), ("Russia", "Belarus")),
+        ("Drones supplied by Iran reached Russia.", ("Iran",), ("Russia",)),
+        ("The tanks were bought by Poland from South Korea.", ("South Korea",), ("Poland",)),
     ],
 )
 def test_tags_read_who_supplies_whom_from_the_sentence(rules, text, suppliers, recipients):
