@@ -41,11 +41,17 @@ def read_tags(
             by_sentence.setdefault(s, []).append(occ)
     supplier_votes: Counter[str] = Counter()
     recipient_votes: Counter[str] = Counter()
+    headline: dict[str, str] = {}  # roles read in the first sentence (the headline when there is one)
     for s in sentences:
         for tag, role in _sentence_roles(tagging, concepts, by_sentence.get(s, []), gap, evidence_starts):
             (supplier_votes if role == "supplier" else recipient_votes)[tag] += 1
-    suppliers = [t for t, n in supplier_votes.most_common() if n >= recipient_votes[t]]
-    recipients = [t for t, n in recipient_votes.most_common() if n >= supplier_votes[t]]
+            if s == sids[0]:
+                headline.setdefault(tag, role)
+    # a tie between the two roles goes to the headline's reading, when it has one
+    suppliers = [t for t, n in supplier_votes.most_common()
+                 if n > recipient_votes[t] or (n == recipient_votes[t] and headline.get(t, "supplier") == "supplier")]
+    recipients = [t for t, n in recipient_votes.most_common()
+                  if n > supplier_votes[t] or (n == supplier_votes[t] and headline.get(t, "recipient") == "recipient")]
     return tuple(suppliers), tuple(recipients), tuple(t for t in weapons if t)
 
 
