@@ -286,20 +286,27 @@ def test_daemon_takes_up_an_edited_config_and_survives_a_broken_one(site, tmp_pa
     config.write_text(head + gazette)
     db = tmp_path / "x.db"
     daemon = armswatch_process("schedule", "--config", str(config))
+    log: list[str] = []  # the daemon's stderr, read as it comes
+    reader = threading.Thread(target=lambda: log.extend(iter(daemon.stderr.readline, "")), daemon=True)
+    reader.start()
     try:
         finished = "select * from crawl_runs where exit_reason = 'finished' order by id"
         wait_for(lambda: len(rows_if_ready(db, finished)) >= 1, 90, "the first run")
         config.write_text(head + gazette + "[[sources]]\nname = Atom without quotes\n")  # broken: kept running
-        daemon.send_signal(signal.SIGHUP)  # read it now; the fixed file below is noticed by itself
-        time.sleep(3)
+        daemon.send_signal(signal.SIGHUP)  # read it now (after the current run); the fixed file is noticed by itself
+        wait_for(lambda: any("config not reloaded" in line for line in log), 90, "the broken config to be refused")
         config.write_text(head + gazette + f'[[sources]]\nname = "Atom"\nurl = "{site.base_url}/atom.xml"\n')
         atom = "select * from source_health where source = 'Atom' and last_attempt is not null"
         wait_for(lambda: rows_if_ready(db, atom), 60, "the added source to be crawled")
-        out, err = stop_daemon(daemon)
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=60)
+        reader.join(timeout=10)
     finally:
         kill_if_running(daemon)
+    err = "".join(log)
     assert daemon.returncode == 0, err
-    assert "config not reloaded, keeping the running one" in err and "armswatch.toml:" in err
+    refused = next(line for line in log if "config not reloaded" in line)
+    assert "keeping the running one" in refused and "armswatch.toml:" in refused
     assert "config reloaded from" in err
     runs = rows(db, "select sources from crawl_runs order by id")
     assert runs[0]["sources"] == 1 and runs[1]["sources"] == 2  # the new source joins its interval group
