@@ -55,6 +55,11 @@ def read_tags(
     return tuple(suppliers), tuple(recipients), tuple(t for t in weapons if t)
 
 
+def _dash(text: str) -> bool:
+    """A dash between words (not a hyphen inside one): credit lines and attributions follow it."""
+    return " - " in text or " – " in text or "—" in text
+
+
 def _adjacent(gap: Callable[[int], str], first_end: int, second_start: int) -> bool:
     """Two terms side by side, with nothing but a space or a hyphen between them."""
     return first_end == second_start and gap(second_start).strip() in ("", "-")
@@ -75,48 +80,41 @@ def _sentence_roles(
     weapon_ends = {o[1] for o in weapon_occs}
     source, source_after_weapon, target, neutral = tagging.source, tagging.source_after_weapon, tagging.target, tagging.neutral
     acquire, supply, join_ids = tagging.acquire, tagging.supply, tagging.joins
-    verbs = [
-        (lo, "recipient" if c in acquire else "supplier")
-        for lo, _, c in occs
+    # the transfer verbs that fired the rule: (first token, end token, role of the party before them)
+    evidence_verbs = [
+        (lo, hi, "recipient" if c in acquire else "supplier")
+        for lo, hi, c in occs
         if (c in acquire or c in supply) and lo in evidence_starts
     ]
-
-    def verbs_before(position: int) -> list[tuple[int, str]]:
-        return [v for v in verbs if v[0] < position]
+    verbs = [(lo, role) for lo, _, role in evidence_verbs]
+    role_of_verb_ending = {hi: role for _, hi, role in evidence_verbs}
 
     markers: list[tuple[int, int, str]] = []
-    verb_roles = {hi: ("recipient" if c in acquire else "supplier") for lo, hi, c in occs
-                  if (c in acquire or c in supply) and lo in evidence_starts}
     for lo, hi, c in occs:
         if c in tagging.agent:
             # "supplied by Iran": the supplier; "bought by Poland": the buyer; "used by Ukraine": nobody
-            role = next((verb_roles[end] for end in (lo, lo - 1) if end in verb_roles), "neutral")
-            markers.append((lo, hi, role))
+            markers.append((lo, hi, role_of_verb_ending.get(lo) or role_of_verb_ending.get(lo - 1) or "neutral"))
         elif c in source:
             markers.append((lo, hi, "supplier"))
         elif c in source_after_weapon and lo in weapon_ends:
             markers.append((lo, hi, "supplier"))
         elif c in target:
             # after a buy verb, "to" reads "from": "compra ... a Dinamarca", "acheter à l'Iran"
-            buy_before = [v for v in verbs_before(lo) if lo - v[0] <= 6]
-            markers.append((lo, hi, "supplier" if buy_before and buy_before[-1][1] == "recipient" else "recipient"))
+            last_verb = next((v for v in reversed(verbs) if 0 < lo - v[0] <= 6), None)
+            markers.append((lo, hi, "supplier" if last_verb and last_verb[1] == "recipient" else "recipient"))
         elif c in neutral:
             markers.append((lo, hi, "neutral"))
     joins = {i for lo, hi, c in occs if c in join_ids or c in source_after_weapon for i in range(lo, hi)}
-    supply_ends = {hi for lo, hi, c in occs if c in supply and lo in evidence_starts}
 
     n_parties = len(parties)
     roles: list[str | None] = []
     for lo, hi, _ in parties:
         role = _marker_role(markers, lo, [p_hi for _, p_hi, _ in parties if p_hi <= lo])
-        if role is None and any(dash in gap(lo) for dash in (" - ", " – ", "—")):
+        if role is None and _dash(gap(lo)):
             role = "neutral"  # a credit line: "... balistiques - USA", "— Reuters"
-        if role is None and any(
-            any(dash in gap(k) for dash in (" - ", " – ", "—")) and any(v < k for v, _ in verbs)
-            for k in range(max(lo - 3, 1), lo)
-        ):
+        if role is None and any(_dash(gap(k)) and any(v < k for v, _ in verbs) for k in range(max(lo - 3, 1), lo)):
             role = "neutral"  # attribution after the news: "... снарядов — разведка Южной Кореи"
-        if role is None and lo in supply_ends and gap(lo).strip() == "":
+        if role is None and role_of_verb_ending.get(lo) == "supplier" and gap(lo).strip() == "":
             role = "recipient"  # the indirect object right after a supply verb: "передав Росії", "sold Taiwan"
         if role is None and any(
             _adjacent(gap, hi, w_lo) or _adjacent(gap, w_hi, lo)
