@@ -58,13 +58,14 @@ def fetch(url: str, user_agent: str, timeout: float) -> tuple[int, bytes]:
 def entries_of(source: Source, body: bytes) -> list:
     """The articles a source document lists, with the same parsers the crawl uses."""
     if source.type == "sitemap":
-        from spiders import sitemaps
+        from spiders.sitemaps import parse_sitemap
 
-        return list(sitemaps.parse_sitemap_entries(body, source.url))
+        parsed = parse_sitemap(body, source.url)
+        return [*parsed.entries, *parsed.children]  # an index lists sitemaps, each an undated item
     if source.type in ("page", "homepage"):
-        from spiders import listings
+        from spiders.listings import parse_listing
 
-        return list(listings.find_article_links(body, source.url))
+        return parse_listing(body, source.url, source.selector).entries
     from spiders.feeds import parse_feed
 
     return parse_feed(body, source.url).entries

@@ -79,3 +79,16 @@ def test_check_offline_reports_unreachable_cleanly(tmp_path):
     result = run_armswatch("sources", "--config", str(config), "check", "--timeout", "5")
     assert result.returncode == 0
     assert "unreachable" in result.stdout
+
+
+def test_check_reads_sitemaps_and_section_pages_with_the_crawl_parsers(site, tmp_path):
+    config = tmp_path / "armswatch.toml"
+    config.write_text(
+        f'[[sources]]\nname = "news-sitemap"\nurl = "{site.base_url}/sitemaps/news.xml"\ntype = "sitemap"\n\n'
+        f'[[sources]]\nname = "world-section"\nurl = "{site.base_url}/section/world.html"\ntype = "page"\n'
+    )
+    result = run_armswatch("sources", "--config", str(config), "check", "--timeout", "5")
+    assert result.returncode == 0, result.stderr
+    verdicts = {line.split()[0]: line for line in result.stdout.splitlines()[1:-1]}
+    assert "cannot parse" not in result.stdout
+    assert "empty" not in verdicts["news-sitemap"] and "empty" not in verdicts["world-section"]
