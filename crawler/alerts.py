@@ -49,29 +49,24 @@ def should_alert(row: dict[str, Any], store: ArticleStore) -> bool:
     return not story_already_alerted(store, row["match_id"])
 
 
-def one_row_per_story(rows: list[dict[str, Any]], store: ArticleStore) -> tuple[list[dict[str, Any]], list[int]]:
+def one_row_per_story(rows: list[dict[str, Any]], store: ArticleStore) -> list[dict[str, Any]]:
     """Keep one article per story in an email; the others become its "also reported by" line.
 
     Two copies of a story crawled in the same run are both pending before either is alerted,
-    so the story check alone would let both through. Returns the rows to send and the outbox
-    ids to suppress.
+    so the story check alone would let both through.
     """
     lead: dict[int, int] = {}
-    kept: list[dict[str, Any]] = []
-    dropped: list[int] = []
-    for row in rows:
-        story = row.get("story_id")
-        if story is not None and lead.setdefault(story, row["article_id"]) != row["article_id"]:
-            dropped.append(row["outbox_id"])
-            continue
-        kept.append(row)
+    kept = [r for r in rows
+            if r.get("story_id") is None or lead.setdefault(r["story_id"], r["article_id"]) == r["article_id"]]
+    others: dict[tuple[int, int], list[str]] = {}  # an article has a row per rule and recipient
     for row in kept:
         if row.get("story_id") is not None:
-            row["also_reported"] = [
-                f"{other['source']} ({(other['language'] or '??').upper()})"
-                for other in also_reported(store, row["story_id"], row["article_id"])
-            ]
-    return kept, dropped
+            key = (row["story_id"], row["article_id"])
+            if key not in others:
+                others[key] = [f"{o['source']} ({(o['language'] or '??').upper()})"
+                               for o in also_reported(store, *key)]
+            row["also_reported"] = others[key]
+    return kept
 
 
 @dataclass
@@ -131,22 +126,6 @@ class _Email:
     updates: list[dict[str, Any]] = field(default_factory=list)
 
 
-def story_updates(rows: list[dict[str, Any]], store: ArticleStore) -> list[dict[str, Any]]:
-    """Rows of articles that joined an already-alerted story, each with the headline of the
-    story it joined: a digest lists them under "also reported" instead of alerting again."""
-    headlines: dict[int, str | None] = {}
-    updates = []
-    for row in rows:
-        story = row.get("story_id")
-        if story is None:
-            continue
-        if story not in headlines:
-            found = store.query_one("select headline from stories where id = ?", [story])
-            headlines[story] = found["headline"] if found else None
-        updates.append({**row, "story_headline": headlines[story]})
-    return updates
-
-
 def alert_sent(row: dict[str, Any], store: ArticleStore) -> None:
     """Called for every outbox row once its email was accepted: its story now counts as alerted."""
     mark_story_alerted(store, row["match_id"])
@@ -185,13 +164,13 @@ def _deliver(
     with _mailer(config) as mailer:
         report.destination = mailer.where
         for email in emails:
-            fresh = [r for r in email.rows if keep(r, store)]
-            wanted, dropped = one_row_per_story(fresh, store)
-            if email.wants_updates:
-                email.updates = story_updates([r for r in email.rows if r not in fresh], store)
-            dropped = set(dropped) | (
-                {r["outbox_id"] for r in email.rows} - {r["outbox_id"] for r in wanted + email.updates}
-            )
+            fresh, stale = [], []
+            for row in email.rows:
+                (fresh if keep(row, store) else stale).append(row)
+            wanted = one_row_per_story(fresh, store)
+            if email.wants_updates:  # later articles of alerted stories: listed under "also reported"
+                email.updates = [r for r in stale if r["story_id"] is not None]
+            dropped = {r["outbox_id"] for r in email.rows} - {r["outbox_id"] for r in wanted + email.updates}
             if dropped:
                 store.suppress_alerts(sorted(dropped), "suppressed: not worth an alert (story already alerted)")
                 report.suppressed += len(dropped)

@@ -335,10 +335,12 @@ def also_reported(store: Any, story_id: int, shown_article_id: int | None = None
     """The story's articles other than the one shown (by default the one alerted or, before any
     alert, the first), for an email's "also reported by"; each with its source, language, link
     and why it joined."""
-    story = store.query("select alerted_article_id, first_article_id from stories where id = ?", [story_id])
-    if not story:
-        return []
-    lead = shown_article_id or story[0]["alerted_article_id"] or story[0]["first_article_id"]
+    lead = shown_article_id
+    if lead is None:
+        story = store.query_one("select alerted_article_id, first_article_id from stories where id = ?", [story_id])
+        if story is None:
+            return []
+        lead = story["alerted_article_id"] or story["first_article_id"]
     rows = []
     for row in store.story_articles(story_id):
         if row["article_id"] == lead:

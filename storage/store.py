@@ -404,8 +404,10 @@ class ArticleStore:
             "select o.id as outbox_id, o.recipient as address, o.mode, o.attempts, o.next_attempt_at,"
             " o.created_at, o.match_id, m.rule, m.score, m.terms, m.snippet, m.highlights, m.suppliers,"
             " m.recipients as tag_recipients, m.weapons, m.matched_at, a.id as article_id, a.title, a.url,"
-            " a.source, a.published, a.language, a.state_affiliated, a.fetched_at, a.story_id"
+            " a.source, a.published, a.language, a.state_affiliated, a.fetched_at, a.story_id,"
+            " s.headline as story_headline"
             " from outbox o join matches m on m.id = o.match_id join articles a on a.id = m.article_id"
+            " left join stories s on s.id = a.story_id"
             " where o.status = 'pending' and (o.next_attempt_at is null or o.next_attempt_at <= ?)"
             " order by o.id",
             [now],
