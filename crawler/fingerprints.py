@@ -55,6 +55,8 @@ _SCALE = {
     "milliards": 1e9, "miliardo": 1e9, "miliardi": 1e9, "mrd": 1e9, "bn": 1e9,
     "миллиард": 1e9, "миллиарда": 1e9, "млрд": 1e9, "мільярд": 1e9, "мільярда": 1e9,
 }
+# "one million", "un milione": a number word before a scale word
+_WORD_TIMES_SCALE = re.compile(r"(?<!\w)(\w+)\s+(" + "|".join(sorted(_SCALE, key=len, reverse=True)) + r")\b")
 _PERCENT_WORDS = ("percent", "per cent", "prozent", "pourcent", "por ciento", "per cento", "процент", "відсот")
 _WORD_NUMBERS = {"un": 1, "une": 1, "uno": 1, "una": 1, "one": 1, "a": 1, "eine": 1, "ein": 1, "один": 1, "одна": 1}
 
@@ -164,7 +166,7 @@ def numbers(text: str) -> set[str]:
         total = value * scale
         shown = str(int(total)) if total == int(total) else f"{total:g}"
         found.add(shown + "%" if percent else shown)
-    for m in re.finditer(r"(?<!\w)(\w+)\s+(" + "|".join(sorted(_SCALE, key=len, reverse=True)) + r")\b", text.lower()):
+    for m in _WORD_TIMES_SCALE.finditer(text.lower()):
         if m.group(1) in _WORD_NUMBERS and _SCALE[m.group(2)] >= 1e6:
             found.add(f"{int(_WORD_NUMBERS[m.group(1)] * _SCALE[m.group(2)])}")
     return found

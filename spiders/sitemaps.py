@@ -64,7 +64,8 @@ def parse_date(value: str | None) -> datetime | None:
 
 
 def _local(tag: object) -> str:
-    return etree.QName(tag).localname if isinstance(tag, str) else ""
+    """"{namespace}url" -> "url"; comments and processing instructions have no name."""
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
 
 def _child_text(element: etree._Element, path: str) -> str | None:
@@ -100,7 +101,7 @@ def parse_sitemap(body: bytes, base_url: str, since: datetime | None = None) -> 
             depth -= 1
             if depth != 1:
                 continue
-            item = node.tag.rsplit("}", 1)[-1] if isinstance(node.tag, str) else ""
+            item = _local(node.tag)
             loc = _child_text(node, "loc")
             if kind == "sitemapindex" and item == "sitemap" and loc:
                 lastmod = parse_date(_child_text(node, "lastmod"))

@@ -305,15 +305,13 @@ class SourcesSpider(scrapy.Spider):
         request = failure.request
         source: Source = request.meta["source"]
         error_class, message = classify_failure(failure)
-        self.crawler.stats.inc_value("armswatch/errors")
-        self.logger.warning("%s: article %s failed: %s", source.name, request.url, message)
-        self.store.record_error(self.run_id, source.name, request.url, error_class, message)
+        self.note_error(source, request.url, error_class, message)
 
     # -- health ------------------------------------------------------------------------------
 
     def source_ok(self, source: Source, status: str, http_status: int, items_seen: int) -> None:
         """The first good document of a source writes its health row; later ones add their items."""
-        run = self.runs.setdefault(source.name, SourceRun())
+        run = self.runs[source.name]
         if run.recorded:
             if items_seen:
                 self.store.add_items_seen(source.name, items_seen)
@@ -332,7 +330,7 @@ class SourcesSpider(scrapy.Spider):
         """A document of a source failed: the source fails if it was its first, or its last hope."""
         source: Source = request.meta["source"]
         role: str = request.meta["role"]
-        run = self.runs.setdefault(source.name, SourceRun())
+        run = self.runs[source.name]
         if role == PROBE:
             index = request.meta["probe_index"] + 1
             if run.feed_found:
@@ -362,7 +360,7 @@ class SourcesSpider(scrapy.Spider):
 
     def source_error(self, source: Source, url: str, error_class: str, message: str, http_status: int | None) -> None:
         self.note_error(source, url, error_class, message)
-        self.runs.setdefault(source.name, SourceRun()).recorded = True
+        self.runs[source.name].recorded = True
         self.store.record_source_result(
             source.name, ok=False, status=error_class, http_status=http_status, error=message, run_id=self.run_id
         )
