@@ -69,27 +69,27 @@ class ClusterSettings:
 
 @lru_cache(maxsize=4)
 def load_settings(path: str | Path = SETTINGS_FILE) -> ClusterSettings:
+    """The TOML's values over the dataclass defaults (one place holds each default)."""
     with open(path, "rb") as handle:
         data = tomllib.load(handle)
-    window, near, edited, event = (data.get(k, {}) for k in ("window", "near_duplicate", "edited_copy", "same_event"))
+    window, near, edited, event, index, names = (
+        data.get(k, {}) for k in ("window", "near_duplicate", "edited_copy", "same_event", "index", "names")
+    )
+    d = ClusterSettings()
     return ClusterSettings(
-        window_days=float(window.get("days", 7)),
-        same_event_days=float(window.get("same_event_days", 3)),
-        near_duplicate_jaccard=float(near.get("jaccard", 0.5)),
-        edited_jaccard=float(edited.get("jaccard", 0.2)),
-        edited_title=float(edited.get("title", 0.6)),
-        min_shared=int(event.get("min_shared", 3)),
-        min_strong=int(event.get("min_strong", 1)),
-        names_only_min_shared=int(event.get("names_only_min_shared", 4)),
-        no_actor_min_shared=int(event.get("no_actor_min_shared", 3)),
-        no_actor_min_strong=int(event.get("no_actor_min_strong", 2)),
-        untagged_min_shared=int(event.get("untagged_min_shared", 5)),
-        untagged_min_strong=int(event.get("untagged_min_strong", 2)),
-        min_overlap=float(event.get("min_overlap", 0.4)),
-        per_key_limit=int(data.get("index", {}).get("per_key_limit", 50)),
-        max_candidates=int(data.get("index", {}).get("max_candidates", 60)),
-        ignore_names=frozenset(fold(n) for n in data.get("names", {}).get("ignore", [])),
-        dictionary_languages=frozenset(data.get("names", {}).get("dictionary_languages", ["de"])),
+        window_days=float(window.get("days", d.window_days)),
+        same_event_days=float(window.get("same_event_days", d.same_event_days)),
+        near_duplicate_jaccard=float(near.get("jaccard", d.near_duplicate_jaccard)),
+        edited_jaccard=float(edited.get("jaccard", d.edited_jaccard)),
+        edited_title=float(edited.get("title", d.edited_title)),
+        **{key: int(event.get(key, getattr(d, key))) for key in (
+            "min_shared", "min_strong", "names_only_min_shared", "no_actor_min_shared", "no_actor_min_strong",
+            "untagged_min_shared", "untagged_min_strong")},
+        min_overlap=float(event.get("min_overlap", d.min_overlap)),
+        per_key_limit=int(index.get("per_key_limit", d.per_key_limit)),
+        max_candidates=int(index.get("max_candidates", d.max_candidates)),
+        ignore_names=frozenset(fold(n) for n in names.get("ignore", [])),
+        dictionary_languages=frozenset(names.get("dictionary_languages", d.dictionary_languages)),
     )
 
 
