@@ -296,14 +296,7 @@ class CrawlScheduler:
         old_sources = self.sources
         self.config = config
         self.sources = {s.name: s for s in config.enabled_sources}
-        for name, source in self.sources.items():
-            if source.cron:
-                self.intervals.pop(name, None)
-            elif old_sources.get(name) != source or name not in self.intervals:
-                stored = (health.get(name) or {}).get("poll_interval")
-                self.intervals[name] = base_interval(source, config, stored)
-        for name in set(self.intervals) - set(self.sources):
-            del self.intervals[name]
+        self.set_intervals(health, unchanged=old_sources)
         with self.wakeup:
             self.pending = [n for n in self.pending if n in self.sources]
         for key in list(self.groups):  # rebuild every job: intervals, crons or jitter may have changed
@@ -312,6 +305,17 @@ class CrawlScheduler:
         self.sync_jobs(health)
         logger.info("config reloaded from %s: %d sources", self.config_path, len(self.sources))
         return True
+
+    def set_intervals(self, health: dict[str, dict], unchanged: dict[str, Source] | None = None) -> None:
+        """The poll interval of every source not on a cron: its stored (adapted) one, else the
+        configured one; a source the same as in `unchanged` keeps the interval it has now."""
+        unchanged = unchanged or {}
+        self.intervals = {
+            name: self.intervals[name] if unchanged.get(name) == source and name in self.intervals
+            else base_interval(source, self.config, (health.get(name) or {}).get("poll_interval"))
+            for name, source in self.sources.items()
+            if not source.cron
+        }
 
     # jobs -------------------------------------------------------------------------------------
 
@@ -358,10 +362,7 @@ class CrawlScheduler:
             with ArticleStore(db) as store:
                 store.sync_sources(self.config.sources)
                 health = _health(store)
-            for name, source in self.sources.items():
-                if not source.cron:
-                    stored = (health.get(name) or {}).get("poll_interval")
-                    self.intervals[name] = base_interval(source, self.config, stored)
+            self.set_intervals(health)
             self.sync_jobs(health)
             previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
             previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self.request_reload)
