@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import http.server
 import json
 import threading
@@ -271,3 +272,20 @@ def test_a_placeholder_publication_date_gives_way_to_the_feed_date():
     entry = FeedEntry(link="https://paper.example/b", title="Shells shipped", published="2026-03-05T08:30:00+00:00")
     article = extract_article(page, "https://paper.example/b", {}, entry)
     assert article.published == "2026-03-05T08:30:00+00:00"
+
+
+@pytest.mark.parametrize(
+    "name, url, opening",
+    [
+        ("br-short-news-in-page-furniture.html.gz",
+         "http://jaraguadosul.com.br/news/servi-o-de-atendimento-domiciliar-registra-arrombamento-em-dois-ve-culos",
+         "A equipe do Serviço de Atendimento Domiciliar (SAD), do bairro Amizade, registrou"),
+        ("am-readability-finds-the-article.html.gz", "http://www.panarmenian.net/eng/news/275221/",
+         "Verified video footage, eyewitness testimony from people on the ground"),
+    ],
+)
+def test_pages_that_need_the_readability_comparison_still_get_their_story(name, url, opening):
+    article = extract_article(gzip.decompress((FIXTURES / name).read_bytes()), url)
+    assert article is not None
+    assert opening in article.text[:400]
+    assert len(article.text) < 3000  # the story, not the page around it
