@@ -273,12 +273,27 @@ def _stories(db: sqlite_utils.Database) -> None:
     )
 
 
+def _full_text_follows_text_only(db: sqlite_utils.Database) -> None:
+    """sqlite-utils' update trigger re-indexes an article on any change, and every new article
+    changes once more when it joins a story: only a new title or text needs the index."""
+    db.executescript(
+        """
+        drop trigger if exists articles_au;
+        create trigger articles_au after update of title, text on articles begin
+          insert into articles_fts (articles_fts, rowid, title, text) values ('delete', old.rowid, old.title, old.text);
+          insert into articles_fts (rowid, title, text) values (new.rowid, new.title, new.text);
+        end;
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _initial),
     ("0002_articles_fts", _full_text_search),
     ("0003_alerts_state", _alerts_state),
     ("0004_match_view", _match_view),
     ("0005_stories", _stories),
+    ("0006_full_text_follows_text_only", _full_text_follows_text_only),
 ]
 
 

@@ -42,6 +42,18 @@ class SavedArticle:
     new_matches: int
 
 
+# Story candidates: the newest articles of each index key, counted per article by SQLite. Keys go
+# 50 to a statement, padded with NULL (which matches nothing), so the text never changes.
+_KEYS_PER_LOOKUP = 50
+_CANDIDATES_SQL = (
+    "select article_id, count(*) from ("
+    + " union all ".join(
+        ["select * from (select article_id from story_keys where key = ? and seen_at between ? and ?"
+         " order by seen_at desc limit ?)"] * _KEYS_PER_LOOKUP
+    )
+    + ") where article_id != ? group by article_id"
+)
+
 RecipientsForRule = Callable[[str], Iterable[tuple[str, str]]]  # rule -> (address, mode)
 
 
@@ -101,6 +113,29 @@ class ArticleStore:
         """The first row, or None (the statement is read to its end: no cursor stays open)."""
         rows = self.query(sql, params)
         return rows[0] if rows else None
+
+    # The crawl writes thousands of rows a minute: these say in plain SQL what sqlite-utils'
+    # insert/upsert/update say, without the schema introspection those run on every call.
+
+    def _insert(self, table: str, row: dict[str, Any]) -> int:
+        """Insert one row; returns its rowid."""
+        columns = ", ".join(row)
+        marks = ", ".join("?" * len(row))
+        return int(self.db.execute(f"insert into {table} ({columns}) values ({marks})", list(row.values())).lastrowid)
+
+    def _upsert(self, table: str, row: dict[str, Any], key: str) -> None:
+        """Insert one row, or update the row with the same `key`."""
+        columns = ", ".join(row)
+        marks = ", ".join("?" * len(row))
+        updates = ", ".join(f"{column} = excluded.{column}" for column in row if column != key)
+        self.db.execute(
+            f"insert into {table} ({columns}) values ({marks}) on conflict ({key}) do update set {updates}",
+            list(row.values()),
+        )
+
+    def _update(self, table: str, key: str, value: Any, changes: dict[str, Any]) -> None:
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        self.db.execute(f"update {table} set {assignments} where {key} = ?", [*changes.values(), value])
 
     # -- sources and their health ------------------------------------------------------
 
@@ -282,16 +317,16 @@ class ArticleStore:
                 self._add_aliases(article_id, aliases)
                 if old_hash == digest or not refresh:
                     return SavedArticle(article_id, False, False, 0)
-                self.db["article_updates"].insert(
-                    {"article_id": article_id, "changed_at": now, "old_hash": old_hash, "new_hash": digest}
+                self._insert(
+                    "article_updates", {"article_id": article_id, "changed_at": now, "old_hash": old_hash, "new_hash": digest}
                 )
-                self.db["articles"].update(
-                    article_id,
+                self._update(
+                    "articles", "id", article_id,
                     {"title": article.title, "text": article.text, "content_hash": digest, "updated_at": now},
                 )
                 return SavedArticle(article_id, False, True, 0)
-            table = self.db["articles"]
-            table.insert(
+            article_id = self._insert(
+                "articles",
                 {
                     "url": article.canonical_url,
                     "fetched_url": article.url,
@@ -307,9 +342,8 @@ class ArticleStore:
                     "state_affiliated": int(processed.state_affiliated),
                     "content_hash": digest,
                     "fetched_at": now,
-                }
+                },
             )
-            article_id = int(table.last_pk)
             self._add_aliases(article_id, aliases)
             added = self._insert_matches(article_id, processed.matches, recipients_for_rule, now)
             return SavedArticle(article_id, True, False, added)
@@ -572,15 +606,13 @@ class ArticleStore:
         copies of a wire story it already holds.
         """
         shared: dict[int, int] = {}
-        one_key = ("select * from (select article_id from story_keys where key = ? and seen_at between ? and ?"
-                   " order by seen_at desc limit ?)")
-        keys = list(keys)
-        for start in range(0, len(keys), 200):  # one statement per 200 keys (SQLite allows 500 terms)
-            chunk = keys[start : start + 200]
+        keys = list(dict.fromkeys(keys))
+        for start in range(0, len(keys), _KEYS_PER_LOOKUP):
+            chunk = keys[start : start + _KEYS_PER_LOOKUP]
+            chunk += [None] * (_KEYS_PER_LOOKUP - len(chunk))  # one statement text: compiled once, then cached
             params = [value for key in chunk for value in (key, since, until, per_key)]
-            for (article_id,) in self.db.execute(" union all ".join([one_key] * len(chunk)), params).fetchall():
-                if article_id != exclude:
-                    shared[article_id] = shared.get(article_id, 0) + 1
+            for article_id, count in self.db.execute(_CANDIDATES_SQL, [*params, exclude]).fetchall():
+                shared[article_id] = shared.get(article_id, 0) + count
         return sorted(shared, key=lambda article_id: -shared[article_id])[:most]
 
     def story_fingerprints(self, article_ids: Iterable[int]) -> list[dict[str, Any]]:
@@ -614,7 +646,7 @@ class ArticleStore:
             current = self.db.execute("select story_id from articles where id = ?", [article_id]).fetchone()
             if current and current[0] is not None:
                 return int(current[0])
-            self.db["story_fingerprints"].upsert({"article_id": article_id, **fingerprint_row}, pk="article_id")
+            self._upsert("story_fingerprints", {"article_id": article_id, **fingerprint_row}, "article_id")
             self.db.execute("delete from story_keys where article_id = ?", [article_id])
             self.db.conn.executemany(
                 "insert into story_keys (key, article_id, seen_at) values (?, ?, ?)",
@@ -622,17 +654,17 @@ class ArticleStore:
             )
             if story_id is None:
                 article = self.db.execute("select source, title from articles where id = ?", [article_id]).fetchone()
-                table = self.db["stories"]
-                table.insert(
+                story_id = self._insert(
+                    "stories",
                     {"first_seen": fingerprint_row["seen_at"], "first_source": article[0], "first_article_id": article_id,
-                     "headline": article[1], "article_count": 0, "source_count": 0}
+                     "headline": article[1], "article_count": 0, "source_count": 0},
                 )
-                story_id = int(table.last_pk)
             self.db.execute("update articles set story_id = ? where id = ?", [story_id, article_id])
-            self.db["story_links"].upsert(
+            self._upsert(
+                "story_links",
                 {"article_id": article_id, "story_id": story_id, "method": method, "joined_via": joined_via,
                  "score": score, "signals": json.dumps(signals, ensure_ascii=False, sort_keys=True), "linked_at": now},
-                pk="article_id",
+                "article_id",
             )
             self._refresh_story(story_id)
         return story_id
@@ -651,8 +683,8 @@ class ArticleStore:
         sources = sorted({r["source"] for r in rows if r["source"]})
         languages = sorted({r["language"] for r in rows if r["language"]})
         seen = [r["seen_at"] for r in rows if r["seen_at"]]
-        self.db["stories"].update(
-            story_id,
+        self._update(
+            "stories", "id", story_id,
             {
                 "tags": json.dumps({k: sorted(v) for k, v in tags.items()}, ensure_ascii=False),
                 "suppliers": json.dumps(sorted(tags["suppliers"]), ensure_ascii=False),

@@ -22,6 +22,7 @@ import feedparser
 import pytest
 
 from crawler.browse import build_datasette
+from crawler.clustering import assign_story
 from crawler.config import Source
 from crawler.items import Article, Match, MatchedTerm, ProcessedArticle
 from storage.metadata import DATABASE_NAME, datasette_metadata, schema_problems
@@ -199,6 +200,16 @@ def test_search_finds_an_article_stored_after_the_index_was_built(archive):
     # words are ANDed; punctuation in a user's query is not FTS syntax on the table page
     assert objects(archive, f"/{DATABASE_NAME}/articles?_search=drones+russia") != []
     assert objects(archive, f'/{DATABASE_NAME}/articles?_search=%22unbalanced') == []
+
+
+def test_search_follows_a_refreshed_text_and_a_story_assignment(archive):
+    with ArticleStore(archive) as store:
+        saved = store.save_article(processed("late", "Late report", "Shipments of Geran-2 loitering munitions resumed."))
+        assign_story(store, saved.article_id)  # joining a story changes the row, not the text
+        assert objects(archive, f"/{DATABASE_NAME}/articles?_search=geran")[0]["title"] == "Late report"
+        store.save_article(processed("late", "Late report", "Shipments of Lancet drones resumed instead."), refresh=True)
+    assert [r["title"] for r in objects(archive, f"/{DATABASE_NAME}/articles?_search=lancet")] == ["Late report"]
+    assert objects(archive, f"/{DATABASE_NAME}/articles?_search=geran") == []
 
 
 def test_search_query_ranks_articles_and_shows_an_excerpt(archive):
