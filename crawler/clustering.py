@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import tomllib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -226,6 +227,37 @@ def _item_from_row(row: dict[str, Any]) -> _Item:
                  row["story_id"])
 
 
+class CandidateCache:
+    """Parsed fingerprints of recently stored articles, for a process that assigns many stories.
+
+    A story's articles are candidates for every later copy, so a crawl would read and parse the
+    same rows again and again. Stored fingerprints never change (an article's story is set once),
+    so entries stay valid; the oldest are dropped past `size`.
+    """
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._items: OrderedDict[int, _Item] = OrderedDict()
+
+    def items(self, store: Any, article_ids: list[int]) -> list[_Item]:
+        missing = [article_id for article_id in article_ids if article_id not in self._items]
+        for row in store.story_fingerprints(missing) if missing else ():
+            self.add(_item_from_row(row))
+        found = []
+        for article_id in article_ids:
+            item = self._items.get(article_id)
+            if item is not None:
+                self._items.move_to_end(article_id)
+                found.append(item)
+        return found
+
+    def add(self, item: _Item) -> None:
+        self._items[item.article_id] = item
+        self._items.move_to_end(item.article_id)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+
 def article_fingerprint(
     title: str | None, text: str | None, source: str | None, site_name: str | None, language: str | None,
     settings: ClusterSettings | None = None,
@@ -240,13 +272,15 @@ def article_fingerprint(
 
 
 def assign_story(
-    store: Any, article_id: int, settings: ClusterSettings | None = None, precomputed: Fingerprint | None = None
+    store: Any, article_id: int, settings: ClusterSettings | None = None, precomputed: Fingerprint | None = None,
+    cache: CandidateCache | None = None,
 ) -> StoryDecision:
     """Put a stored article into a story (an existing one or a new one) and record why.
 
     Call it right after `ArticleStore.save_article` for a new article, with the article's
-    `article_fingerprint` when it was computed elsewhere. Idempotent: an article that
-    already has a story keeps it.
+    `article_fingerprint` when it was computed elsewhere, and a CandidateCache when one
+    process assigns many articles in a row. Idempotent: an article that already has a
+    story keeps it.
     """
     settings = settings or load_settings()
     article = store.article_for_story(article_id)
@@ -267,8 +301,11 @@ def assign_story(
     candidate_ids = store.story_candidates(keys, _iso(seen - window), _iso(seen + window), article_id,
                                            settings.per_key_limit, settings.max_candidates)
     best: tuple[int, float, str, dict[str, Any], _Item] | None = None
-    for row in store.story_fingerprints(candidate_ids):
-        old = _item_from_row(row)
+    if cache is not None:
+        candidates = cache.items(store, candidate_ids)
+    else:
+        candidates = [_item_from_row(row) for row in store.story_fingerprints(candidate_ids)]
+    for old in candidates:
         verdict = compare(new, old, settings)
         if verdict is None:
             continue
@@ -289,12 +326,16 @@ def assign_story(
     if best is None:
         signals = {"candidates": len(candidate_ids)}
         story_id = store.save_story_link(article_id, fingerprint_row, keys, None, NEW_STORY, None, None, signals)
-        return StoryDecision(article_id, story_id, NEW_STORY, True, None, None, signals)
-    _, score, method, signals, old = best
-    signals = {**signals, "candidates": len(candidate_ids), "joined_article": old.article_id}
-    story_id = store.save_story_link(article_id, fingerprint_row, keys, old.story_id, method, old.article_id, score,
-                                     signals)
-    return StoryDecision(article_id, story_id, method, False, old.article_id, score, signals)
+        decision = StoryDecision(article_id, story_id, NEW_STORY, True, None, None, signals)
+    else:
+        _, score, method, signals, old = best
+        signals = {**signals, "candidates": len(candidate_ids), "joined_article": old.article_id}
+        story_id = store.save_story_link(article_id, fingerprint_row, keys, old.story_id, method, old.article_id,
+                                         score, signals)
+        decision = StoryDecision(article_id, story_id, method, False, old.article_id, score, signals)
+    if cache is not None:
+        cache.add(_Item(article_id, seen, article["language"], tags, fp, story_id))
+    return decision
 
 
 def assign_unassigned(store: Any, settings: ClusterSettings | None = None, limit: int = 10_000) -> int:

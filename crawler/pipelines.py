@@ -11,20 +11,22 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from scrapy import Spider
 from scrapy.crawler import Crawler
+from twisted.internet.task import LoopingCall
 
-from crawler.clustering import assign_story
+from crawler.clustering import CandidateCache, assign_story
 from crawler.items import PageItem, ProcessedArticle
 from crawler.processing import init_worker, process_page
 from crawler.rules import load_rules
 
 LOGGER = logging.getLogger(__name__)
-WORKER_PRELOAD = ["crawler.processing", "crawler.extraction", "crawler.rules", "crawler.clustering"]
+WORKER_PRELOAD = ["crawler.worker_preload"]  # the workers' stack, loaded and warmed once
 
 
 class ExtractionPipeline:
@@ -81,42 +83,93 @@ class ExtractionPipeline:
 
 
 class StoragePipeline:
-    """Writes each processed article, its matches, outbox rows and story in one transaction."""
+    """Writes processed articles, their matches, outbox rows and stories, a batch per transaction.
+
+    A commit costs more than storing an article (SQLite flushes the full-text index and the
+    WAL on each one), so articles are written BATCH_SIZE at a time, or when the oldest has
+    waited BATCH_SECONDS, and at the end of the crawl. Each article keeps its own savepoint:
+    one that fails is recorded and rolled back alone. A crash loses at most the batch not yet
+    written, which the next run fetches again (its pages are not known yet).
+    """
+
+    BATCH_SIZE = 50
+    BATCH_SECONDS = 1.0
 
     def __init__(self, crawler: Crawler):
         self.crawler = crawler
+        self.pending: list[ProcessedArticle] = []
+        self.oldest = 0.0
+        self.cache = CandidateCache()
+        self.timer: LoopingCall | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> StoragePipeline:
         return cls(crawler)
 
+    def open_spider(self, spider: Spider | None = None) -> None:
+        self.timer = LoopingCall(self.flush_if_stale)
+        self.timer.start(self.BATCH_SECONDS, now=False)
+
+    def close_spider(self, spider: Spider | None = None) -> None:
+        if self.timer is not None and self.timer.running:
+            self.timer.stop()
+        self.flush()
+
     def process_item(self, item: Any, spider: Spider | None = None) -> Any:
         if not isinstance(item, ProcessedArticle):
             return item
-        spider = spider or self.crawler.spider
+        if not self.pending:
+            self.oldest = time.monotonic()
+        self.pending.append(item)
+        if len(self.pending) >= self.BATCH_SIZE:
+            self.flush()
+        return item
+
+    def flush_if_stale(self) -> None:
+        if self.pending and time.monotonic() - self.oldest >= self.BATCH_SECONDS:
+            try:
+                self.flush()
+            except Exception:  # the database is unwritable now; the timer must live on
+                LOGGER.exception("writing a batch of articles failed; their pages are fetched again next run")
+
+    def flush(self) -> None:
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        spider = self.crawler.spider
+        with spider.store.transaction():
+            for item in batch:
+                self.store(item, spider)
+
+    def store(self, item: ProcessedArticle, spider: Spider) -> None:
         store = spider.store
         stats = self.crawler.stats
         if item.article is None:
             stats.inc_value("armswatch/errors")
             store.record_error(spider.run_id, item.source, item.page_url, "no article", item.error or "no article")
-            return item
-        with store.transaction():  # the article and its story land together or not at all
-            saved = store.save_article(item, spider.recipients_for_rule, refresh=spider.refresh)
-            if saved.is_new:
-                self.assign_story(store, saved.article_id, spider, item)
+            return
+        try:
+            with store.transaction():  # the article and its story land together or not at all
+                saved = store.save_article(item, spider.recipients_for_rule, refresh=spider.refresh)
+                if saved.is_new:
+                    self.assign_story(store, saved.article_id, spider, item)
+                    store.add_items_new(item.source)
+        except Exception as exc:  # one article the database refuses must not cost the batch
+            LOGGER.exception("storing %s failed", item.page_url)
+            stats.inc_value("armswatch/errors")
+            store.record_error(spider.run_id, item.source, item.page_url, "storage", f"{type(exc).__name__}: {exc}")
+            return
         if saved.is_new:
             stats.inc_value("armswatch/articles_stored")
-            store.add_items_new(item.source)
         elif saved.is_update:
             stats.inc_value("armswatch/articles_updated")
         stats.inc_value("armswatch/matches_new", saved.new_matches)
-        return item
 
     def assign_story(self, store: Any, article_id: int, spider: Spider, item: ProcessedArticle) -> None:
         """Cluster the new article; a clustering bug must not cost the article or its alert."""
         try:
             with store.transaction():  # a savepoint inside the article's transaction
-                assign_story(store, article_id, precomputed=item.fingerprint)
+                assign_story(store, article_id, precomputed=item.fingerprint, cache=self.cache)
         except Exception as exc:
             LOGGER.exception("story clustering failed for %s", item.page_url)
             self.crawler.stats.inc_value("armswatch/errors")

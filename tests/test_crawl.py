@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 
+from storage.store import ArticleStore
 from tests.conftest import ROOT, rows, run_armswatch
 
 
@@ -103,3 +105,23 @@ def test_scrapy_crawl_runs_the_same_spider(site, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     stored = rows(tmp_path / "x.db", "select url from articles order by url")
     assert [r["url"].rsplit("/", 1)[1] for r in stored] == ["harvest-report.html", "iran-drones.html"]
+
+
+def test_an_article_the_database_refuses_is_recorded_and_its_batch_is_kept(site, tmp_path):
+    db = tmp_path / "x.db"
+    ArticleStore(db).close()  # the schema, then a database that refuses one article (a broken constraint)
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "create trigger refuse_drones before insert on articles when new.url like '%iran-drones%'"
+        " begin select raise(abort, 'refused by the test'); end"
+    )
+    conn.commit()
+    conn.close()
+
+    result = run_armswatch("crawl", "--feed", f"{site.base_url}/feed.xml", "--feed", f"{site.base_url}/atom.xml", "--db", str(db))
+    assert result.returncode == 0, result.stderr
+    stored = sorted(r["url"].rsplit("/", 1)[1] for r in rows(db, "select url from articles"))
+    assert stored == ["coree-obus.html", "harvest-report.html", "museo-apertura.html"]
+    errors = rows(db, "select url, error_class, message from fetch_errors where error_class = 'storage'")
+    assert len(errors) == 1 and errors[0]["url"].endswith("iran-drones.html")
+    assert "refused by the test" in errors[0]["message"]
