@@ -88,9 +88,17 @@ def text_signature(text: str) -> np.ndarray:
     # only compares stored signatures, never needs
     from datasketch import MinHash
 
-    mh = MinHash(num_perm=NUM_PERM, scheme=SCHEME)
+    mh = MinHash(num_perm=NUM_PERM, scheme=SCHEME, permutations=_permutations())
     mh.update_batch([s.encode("utf-8") for s in shingles(text)])
     return np.asarray(mh.hashvalues, dtype=np.uint32)
+
+
+@lru_cache(maxsize=1)
+def _permutations() -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's permutations for its default seed: drawn once, not for every article."""
+    from datasketch import MinHash
+
+    return MinHash(num_perm=NUM_PERM, scheme=SCHEME).permutations
 
 
 def signature_similarity(a: np.ndarray, b: np.ndarray) -> float:

@@ -13,14 +13,18 @@ from crawler.items import PageItem, ProcessedArticle
 logger = logging.getLogger(__name__)
 
 _rules = None
+_rule_specs: tuple[str, ...] = ()
 
 
 def init_worker(rule_specs: tuple[str, ...]) -> None:
-    """Load the rule set once per worker process."""
-    global _rules
+    """Load the rule set once per worker process (or keep the one the forkserver preloaded)."""
+    global _rules, _rule_specs
     from crawler.rules import load_rules
 
+    if _rules is not None and _rule_specs == tuple(rule_specs):
+        return
     _rules = load_rules(rule_specs)
+    _rule_specs = tuple(rule_specs)
 
 
 def process_page(page: PageItem, rule_specs: tuple[str, ...] = ("arms-procurement",)) -> ProcessedArticle:

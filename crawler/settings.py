@@ -15,6 +15,9 @@ ROBOTSTXT_OBEY = True
 USER_AGENT = "armswatch/0.1 (+https://github.com/armswatch/armswatch; news monitoring)"
 CONCURRENT_REQUESTS = 32
 CONCURRENT_REQUESTS_PER_DOMAIN = 2
+# items handled at once per response: an article page yields one, and Scrapy starts this many
+# tasks for every response whatever it yields (100 by default)
+CONCURRENT_ITEMS = 8
 DOWNLOAD_DELAY = 0.25
 AUTOTHROTTLE_ENABLED = True
 AUTOTHROTTLE_START_DELAY = 0.25

@@ -1,0 +1,41 @@
+"""Imported once by the extraction pool's forkserver: the workers' whole stack, loaded and warmed.
+
+Every worker forks from the server, so what is loaded here (trafilatura and its lazy imports,
+jusText's stoplists, the language model, the default rule set, the MinHash library) costs
+memory and start-up time once instead of once per worker. A warm-up extraction of a bundled
+page fills the regex and XPath caches the same way. `gc.freeze()` then moves all of it out of
+the collector's sight: a collection in a worker would otherwise write to every shared object
+and turn the server's pages into private copies.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from pathlib import Path
+
+from crawler.items import PageItem
+from crawler.processing import init_worker, process_page
+
+LOGGER = logging.getLogger(__name__)
+WARM_UP_PAGE = Path(__file__).with_name("demo_site") / "articles" / "seed-000.html"
+DEFAULT_RULES = ("arms-procurement",)
+
+
+def warm_up() -> None:
+    """Run the worker's whole path once, on a bundled page; a failure only costs the warm-up."""
+    try:
+        from trafilatura.external import jt_stoplist_init
+
+        jt_stoplist_init()  # 150,000 stopwords, built on the first page that needs jusText
+        init_worker(DEFAULT_RULES)
+        body = WARM_UP_PAGE.read_bytes()
+        url = "http://127.0.0.1/warm-up.html"
+        process_page(PageItem(url=url, final_url=url, body=body, headers={}, status=200, source="warm-up"))
+    except Exception:
+        LOGGER.debug("worker warm-up failed", exc_info=True)
+
+
+warm_up()
+gc.collect()
+gc.freeze()
