@@ -11,8 +11,9 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -22,7 +23,7 @@ from twisted.internet.task import LoopingCall
 
 from crawler.clustering import CandidateCache, assign_story
 from crawler.items import PageItem, ProcessedArticle
-from crawler.processing import init_worker, process_page
+from crawler.processing import init_worker, process_page, worker_ready
 from crawler.rules import load_rules
 
 LOGGER = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class ExtractionPipeline:
         self.rule_specs = rule_specs
         self.crawler = crawler
         self.pool: ProcessPoolExecutor | None = None
+        self.started: Future | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> ExtractionPipeline:
@@ -62,6 +64,27 @@ class ExtractionPipeline:
             max_workers=self.workers, mp_context=context, initializer=init_worker, initargs=(self.rule_specs,)
         )
 
+    def start_workers(self) -> Future:
+        """Start the forkserver and the workers from a thread of their own.
+
+        The first submit to a forkserver pool waits until the server has loaded and warmed the
+        extraction stack (seconds): on the reactor thread that wait would stall every download.
+        Started at the first article, not at open: a run with nothing new never pays for it.
+        """
+        started: Future = Future()
+        pool = self.pool
+
+        def start() -> None:
+            try:
+                for future in [pool.submit(worker_ready) for _ in range(self.workers)]:
+                    future.result()
+            except Exception:  # a pool that cannot start fails again, and is handled, at the first page
+                LOGGER.debug("starting the extraction workers failed", exc_info=True)
+            started.set_result(None)
+
+        threading.Thread(target=start, name="armswatch-start-workers", daemon=True).start()
+        return started
+
     def close_spider(self, spider: Spider | None = None) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
@@ -69,6 +92,10 @@ class ExtractionPipeline:
     async def process_item(self, item: Any, spider: Spider | None = None) -> Any:
         if not isinstance(item, PageItem):
             return item
+        if self.started is None:
+            self.started = self.start_workers()
+        if not self.started.done():
+            await asyncio.wrap_future(self.started)
         for attempt in (1, 2):
             try:
                 future = self.pool.submit(process_page, item, self.rule_specs)

@@ -27,6 +27,11 @@ def init_worker(rule_specs: tuple[str, ...]) -> None:
     _rule_specs = tuple(rule_specs)
 
 
+def worker_ready() -> bool:
+    """A task that only proves a worker is up (the pipeline starts the pool with it)."""
+    return True
+
+
 def process_page(page: PageItem, rule_specs: tuple[str, ...] = ("arms-procurement",)) -> ProcessedArticle:
     """PageItem -> ProcessedArticle; never raises (errors are returned, to be recorded)."""
     from crawler.extraction import extract_article
