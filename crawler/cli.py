@@ -176,11 +176,11 @@ def extract(file_or_url: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def match(file, rule_specs, as_json: bool) -> None:
     """Show which rules flag a text or HTML file (or - for standard input), and why."""
-    from crawler.rules import RuleFileError, format_matches, load_rules
+    from crawler.rules import DEFAULT_RULE_SETS, RuleFileError, format_matches, load_rules
 
     data = file.read()
     try:
-        rules = load_rules(rule_specs or ("arms-procurement",))
+        rules = load_rules(rule_specs or DEFAULT_RULE_SETS)
     except RuleFileError as exc:
         fail(str(exc))
     title, text, language = None, data.decode("utf-8", "replace"), None

@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import threading
 import time
+from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -24,7 +25,7 @@ from twisted.internet.task import LoopingCall
 from crawler.clustering import CandidateCache, assign_story
 from crawler.items import PageItem, ProcessedArticle
 from crawler.processing import init_worker, process_page, worker_ready
-from crawler.rules import load_rules
+from crawler.rules import DEFAULT_RULE_SETS, load_rules
 
 LOGGER = logging.getLogger(__name__)
 WORKER_PRELOAD = ["crawler.worker_preload"]  # the workers' stack, loaded and warmed once
@@ -45,7 +46,7 @@ class ExtractionPipeline:
         settings = crawler.settings
         return cls(
             settings.getint("ARMSWATCH_EXTRACTION_WORKERS", 0),
-            tuple(settings.getlist("ARMSWATCH_RULES", ["arms-procurement"])),
+            tuple(settings.getlist("ARMSWATCH_RULES", list(DEFAULT_RULE_SETS))),
             crawler,
         )
 
@@ -164,33 +165,38 @@ class StoragePipeline:
         if not batch:
             return
         spider = self.crawler.spider
+        new_per_source: Counter[str] = Counter()
         with spider.store.transaction():
             for item in batch:
-                self.store(item, spider)
+                if self.store(item, spider):
+                    new_per_source[item.source] += 1
+            for source, count in new_per_source.items():  # one health update per source, not per article
+                spider.store.add_items_new(source, count)
 
-    def store(self, item: ProcessedArticle, spider: Spider) -> None:
+    def store(self, item: ProcessedArticle, spider: Spider) -> bool:
+        """Write one article in its own savepoint; True when it is a new article."""
         store = spider.store
         stats = self.crawler.stats
         if item.article is None:
             stats.inc_value("armswatch/errors")
             store.record_error(spider.run_id, item.source, item.page_url, "no article", item.error or "no article")
-            return
+            return False
         try:
             with store.transaction():  # the article and its story land together or not at all
                 saved = store.save_article(item, spider.recipients_for_rule, refresh=spider.refresh)
                 if saved.is_new:
                     self.assign_story(store, saved.article_id, spider, item)
-                    store.add_items_new(item.source)
         except Exception as exc:  # one article the database refuses must not cost the batch
             LOGGER.exception("storing %s failed", item.page_url)
             stats.inc_value("armswatch/errors")
             store.record_error(spider.run_id, item.source, item.page_url, "storage", f"{type(exc).__name__}: {exc}")
-            return
+            return False
         if saved.is_new:
             stats.inc_value("armswatch/articles_stored")
         elif saved.is_update:
             stats.inc_value("armswatch/articles_updated")
         stats.inc_value("armswatch/matches_new", saved.new_matches)
+        return saved.is_new
 
     def assign_story(self, store: Any, article_id: int, spider: Spider, item: ProcessedArticle) -> None:
         """Cluster the new article; a clustering bug must not cost the article or its alert."""

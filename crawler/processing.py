@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from crawler.items import PageItem, ProcessedArticle
+from crawler.rules import DEFAULT_RULE_SETS, load_rules
 
 logger = logging.getLogger(__name__)
 
@@ -19,8 +20,6 @@ _rule_specs: tuple[str, ...] = ()
 def init_worker(rule_specs: tuple[str, ...]) -> None:
     """Load the rule set once per worker process (or keep the one the forkserver preloaded)."""
     global _rules, _rule_specs
-    from crawler.rules import load_rules
-
     if _rules is not None and _rule_specs == tuple(rule_specs):
         return
     _rules = load_rules(rule_specs)
@@ -32,7 +31,7 @@ def worker_ready() -> bool:
     return True
 
 
-def process_page(page: PageItem, rule_specs: tuple[str, ...] = ("arms-procurement",)) -> ProcessedArticle:
+def process_page(page: PageItem, rule_specs: tuple[str, ...] = DEFAULT_RULE_SETS) -> ProcessedArticle:
     """PageItem -> ProcessedArticle; never raises (errors are returned, to be recorded)."""
     from crawler.extraction import extract_article
     from storage.store import text_hash

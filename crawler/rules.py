@@ -326,7 +326,11 @@ def _snippet(doc: _Doc, hits: dict, ids: list[int], spans: dict[int, tuple[int, 
     return snippet, tuple(highlights)
 
 
-def load_rules(specs: Sequence[str] = ("arms-procurement",)) -> RuleSet:
+# what runs when the config names no rule sets
+DEFAULT_RULE_SETS: tuple[str, ...] = ("arms-procurement",)
+
+
+def load_rules(specs: Sequence[str] = DEFAULT_RULE_SETS) -> RuleSet:
     """Each spec is the name of a shipped rule set (crawler/rulesets/<name>.toml) or a path to a TOML file."""
     compiled = Compiled()
     for spec in specs:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from crawler.items import PageItem
 from crawler.processing import init_worker, process_page
+from crawler.rules import DEFAULT_RULE_SETS
 
 LOGGER = logging.getLogger(__name__)
 WARM_UP_PAGE = Path(__file__).with_name("demo_site") / "articles" / "seed-000.html"
-DEFAULT_RULES = ("arms-procurement",)
 
 
 def warm_up() -> None:
@@ -28,7 +28,7 @@ def warm_up() -> None:
         from trafilatura.external import jt_stoplist_init
 
         jt_stoplist_init()  # 150,000 stopwords, built on the first page that needs jusText
-        init_worker(DEFAULT_RULES)
+        init_worker(DEFAULT_RULE_SETS)
         body = WARM_UP_PAGE.read_bytes()
         url = "http://127.0.0.1/warm-up.html"
         process_page(PageItem(url=url, final_url=url, body=body, headers={}, status=200, source="warm-up"))
