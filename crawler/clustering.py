@@ -235,7 +235,7 @@ class CandidateCache:
     so entries stay valid; the oldest are dropped past `size`.
     """
 
-    def __init__(self, size: int = 4096):
+    def __init__(self, size: int = 1024):
         self.size = size
         self._items: OrderedDict[int, _Item] = OrderedDict()
 
