@@ -27,7 +27,6 @@ from typing import Any
 
 from crawler.fingerprints import (
     Fingerprint,
-    band_keys,
     fingerprint,
     fold,
     signature_from_blob,
@@ -64,6 +63,7 @@ class ClusterSettings:
     min_overlap: float = 0.4
     per_key_limit: int = 50
     max_candidates: int = 60
+    bands_suffice_jaccard: float = 0.8
     ignore_names: frozenset[str] = field(default_factory=frozenset)
     dictionary_languages: frozenset[str] = frozenset({"de"})
 
@@ -89,6 +89,7 @@ def load_settings(path: str | Path = SETTINGS_FILE) -> ClusterSettings:
         min_overlap=float(event.get("min_overlap", d.min_overlap)),
         per_key_limit=int(index.get("per_key_limit", d.per_key_limit)),
         max_candidates=int(index.get("max_candidates", d.max_candidates)),
+        bands_suffice_jaccard=float(index.get("bands_suffice_jaccard", d.bands_suffice_jaccard)),
         ignore_names=frozenset(fold(n) for n in names.get("ignore", [])),
         dictionary_languages=frozenset(names.get("dictionary_languages", d.dictionary_languages)),
     )
@@ -271,6 +272,36 @@ def article_fingerprint(
     return fingerprint(title, text, settings.ignore_names | own_names, dictionary)
 
 
+_Verdict = tuple[str, float, dict[str, Any], _Item]  # method, score, signals, the earlier article
+
+
+def _best(
+    new: _Item, candidate_ids: list[int], verdicts: dict[int, _Verdict | None], store: Any,
+    cache: CandidateCache | None, settings: ClusterSettings,
+) -> _Verdict | None:
+    """The strongest verdict among the candidates (the first of equals); `verdicts` keeps those
+    already compared, so a candidate seen in an earlier lookup is not compared again."""
+    missing = [candidate for candidate in candidate_ids if candidate not in verdicts]
+    if cache is not None:
+        found = cache.items(store, missing)
+    else:
+        found = [_item_from_row(row) for row in store.story_fingerprints(missing)]
+    for old in found:
+        verdict = compare(new, old, settings)
+        verdicts[old.article_id] = None if verdict is None else (*verdict, old)
+    best = None
+    for candidate in candidate_ids:
+        verdict = verdicts.get(candidate)
+        if verdict is not None and (best is None or (_RANK[verdict[0]], verdict[1]) > (_RANK[best[0]], best[1])):
+            best = verdict
+    return best
+
+
+def _ranked(counts: dict[int, int], most: int) -> list[int]:
+    """Candidate ids by shared index keys, most first (ties in lookup order), at most `most`."""
+    return sorted(counts, key=lambda article_id: -counts[article_id])[:most]
+
+
 def assign_story(
     store: Any, article_id: int, settings: ClusterSettings | None = None, precomputed: Fingerprint | None = None,
     cache: CandidateCache | None = None,
@@ -295,24 +326,24 @@ def assign_story(
                                             article["site_name"], article["language"], settings)
     seen = seen_time(article["published"], article["fetched_at"])
     new = _Item(article_id, seen, article["language"], tags, fp)
-    bands = band_keys(fp.signature)
-    keys = bands + fp.evidence_keys()
+    bands, evidence = fp.band_keys(), fp.evidence_keys()
     window = timedelta(days=settings.window_days)
-    candidate_ids = store.story_candidates(keys, _iso(seen - window), _iso(seen + window), article_id,
-                                           settings.per_key_limit, settings.max_candidates)
-    best: tuple[int, float, str, dict[str, Any], _Item] | None = None
-    if cache is not None:
-        candidates = cache.items(store, candidate_ids)
-    else:
-        candidates = [_item_from_row(row) for row in store.story_fingerprints(candidate_ids)]
-    for old in candidates:
-        verdict = compare(new, old, settings)
-        if verdict is None:
-            continue
-        method, score, signals = verdict
-        rank = (_RANK[method], score)
-        if best is None or rank > (best[0], best[1]):
-            best = (_RANK[method], score, method, signals, old)
+    since, until = _iso(seen - window), _iso(seen + window)
+    verdicts: dict[int, _Verdict | None] = {}
+    # A copy is found through its text alone: when the band keys already lead to a close copy,
+    # the event evidence could not add a better candidate (a text closer still shares a band
+    # with near certainty), so its costlier lookup is skipped.
+    counts = store.story_key_counts(bands, since, until, article_id, settings.per_key_limit)
+    candidate_ids = _ranked(counts, settings.max_candidates)
+    best = _best(new, candidate_ids, verdicts, store, cache, settings)
+    if best is None or best[0] != NEAR_DUPLICATE or best[1] < settings.bands_suffice_jaccard:
+        band_set = set(bands)
+        more = store.story_key_counts([key for key in evidence if key not in band_set], since, until, article_id,
+                                      settings.per_key_limit)
+        for candidate, count in more.items():
+            counts[candidate] = counts.get(candidate, 0) + count
+        candidate_ids = _ranked(counts, settings.max_candidates)
+        best = _best(new, candidate_ids, verdicts, store, cache, settings)
     fingerprint_row = {
         "seen_at": _iso(seen),
         "language": article["language"],
@@ -325,13 +356,14 @@ def assign_story(
     }
     if best is None:
         signals = {"candidates": len(candidate_ids)}
-        story_id = store.save_story_link(article_id, fingerprint_row, keys, None, NEW_STORY, None, None, signals)
+        story_id = store.save_story_link(article_id, fingerprint_row, bands + evidence, None, NEW_STORY, None, None,
+                                         signals)
         decision = StoryDecision(article_id, story_id, NEW_STORY, True, None, None, signals)
     else:
-        _, score, method, signals, old = best
+        method, score, signals, old = best
         signals = {**signals, "candidates": len(candidate_ids), "joined_article": old.article_id}
-        story_id = store.save_story_link(article_id, fingerprint_row, keys, old.story_id, method, old.article_id,
-                                         score, signals)
+        story_id = store.save_story_link(article_id, fingerprint_row, bands + evidence, old.story_id, method,
+                                         old.article_id, score, signals)
         decision = StoryDecision(article_id, story_id, method, False, old.article_id, score, signals)
     if cache is not None:
         cache.add(_Item(article_id, seen, article["language"], tags, fp, story_id))

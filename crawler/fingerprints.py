@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from difflib import SequenceMatcher
 from functools import lru_cache
 
@@ -296,8 +296,17 @@ class Fingerprint:
     designations: frozenset[str] = field(default_factory=frozenset)
     numbers: frozenset[str] = field(default_factory=frozenset)
     names: frozenset[str] = field(default_factory=frozenset)
+    # index keys, filled where the fingerprint is computed (an extraction worker), so that the
+    # process writing to SQLite does not hash them again; empty on fingerprints read back
+    bands: tuple[int, ...] = ()
+    evidence: tuple[int, ...] = ()
+
+    def band_keys(self) -> list[int]:
+        return list(self.bands) or band_keys(self.signature)
 
     def evidence_keys(self) -> list[int]:
+        if self.evidence:
+            return list(self.evidence)
         return (
             [evidence_key("d", d) for d in sorted(self.designations)]
             + [evidence_key("n", n) for n in sorted(self.numbers)]
@@ -309,10 +318,11 @@ def fingerprint(
     title: str | None, text: str | None, stop_names: frozenset[str] = frozenset(), language: str | None = None
 ) -> Fingerprint:
     body = f"{title or ''}\n\n{text or ''}"
-    return Fingerprint(
+    computed = Fingerprint(
         signature=text_signature(text or title or ""),
         title=title or "",
         designations=frozenset(designations(body)),
         numbers=frozenset(numbers(body)),
         names=frozenset(names(body, stop_names, language)),
     )
+    return replace(computed, bands=tuple(computed.band_keys()), evidence=tuple(computed.evidence_keys()))

@@ -54,6 +54,7 @@ _CANDIDATES_SQL = (
     + ") where article_id != ? group by article_id"
 )
 
+
 RecipientsForRule = Callable[[str], Iterable[tuple[str, str]]]  # rule -> (address, mode)
 
 
@@ -595,15 +596,14 @@ class ArticleStore:
                 tags[name].update(json.loads(raw or "[]"))
         return {name: sorted(values) for name, values in tags.items()}
 
-    def story_candidates(
-        self, keys: Iterable[int], since: str, until: str, exclude: int, per_key: int = 50, most: int = 60
-    ) -> list[int]:
-        """Articles sharing an index key with a new one, seen in [since, until], those sharing
-        the most keys first.
+    def story_key_counts(
+        self, keys: Iterable[int], since: str, until: str, exclude: int, per_key: int = 50
+    ) -> dict[int, int]:
+        """Articles sharing index keys with a new one, seen in [since, until]: how many keys each.
 
-        At most `per_key` most recent articles per key and `most` in all: the cost of a lookup
-        depends on the keys of one article, not on the size of the archive nor on how many
-        copies of a wire story it already holds.
+        At most `per_key` most recent articles per key: the cost of a lookup depends on the keys
+        of one article, not on the size of the archive nor on how many copies of a wire story it
+        already holds. Counts of lookups over disjoint keys add up to those of one over all.
         """
         shared: dict[int, int] = {}
         keys = list(dict.fromkeys(keys))
@@ -613,7 +613,7 @@ class ArticleStore:
             params = [value for key in chunk for value in (key, since, until, per_key)]
             for article_id, count in self.db.execute(_CANDIDATES_SQL, [*params, exclude]).fetchall():
                 shared[article_id] = shared.get(article_id, 0) + count
-        return sorted(shared, key=lambda article_id: -shared[article_id])[:most]
+        return shared
 
     def story_fingerprints(self, article_ids: Iterable[int]) -> list[dict[str, Any]]:
         """Stored fingerprints of candidate articles, with their source and story."""
