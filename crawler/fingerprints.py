@@ -2,8 +2,8 @@
 numbers that survive translation.
 
 Two kinds of evidence, for two kinds of sameness:
-- copies and light edits share most word 3-shingles, so a MinHash (datasketch) estimates
-  their Jaccard similarity, and LSH band keys find them through an index;
+- copies and light edits share most word 3-shingles, so a MinHash (datasketch's scheme)
+  estimates their Jaccard similarity, and LSH band keys find them through an index;
 - translations share almost no words, but keep weapon designations (Shahed-136, KN-23),
   proper names (Shoigu, Pyongyang) and figures (152, "1 million"). Those are normalised
   across scripts and number formats so that "1 млн" in Russian meets "un million" in French.
@@ -26,6 +26,7 @@ BANDS = 32  # 32 bands of 4 rows: pairs with Jaccard ~0.4 and above usually shar
 ROWS = NUM_PERM // BANDS
 SHINGLE = 3
 SCHEME = "affine32"  # datasketch 2.x: 32-bit hash values, stored as 4 bytes each
+MINHASH_SEED = 1  # datasketch's default
 
 # Cyrillic -> Latin, close to the spellings Latin-script outlets use ("Шойгу" -> "shoigu").
 _CYRILLIC = {
@@ -79,26 +80,46 @@ def shingles(text: str, size: int = SHINGLE) -> set[str]:
     tokens = words(text)
     if len(tokens) < size:
         return {" ".join(tokens)} if tokens else set()
+    if size == 3:  # the common case, without a slice per shingle
+        return {f"{a} {b} {c}" for a, b, c in zip(tokens, tokens[1:], tokens[2:])}
     return {" ".join(tokens[i : i + size]) for i in range(len(tokens) - size + 1)}
 
 
 def text_signature(text: str) -> np.ndarray:
-    """The MinHash signature (datasketch) of the text's word 3-shingles: 128 32-bit values."""
-    # imported here: datasketch brings scipy (40 MB), which the crawl's writer process, that
-    # only compares stored signatures, never needs
-    from datasketch import MinHash
+    """The MinHash signature of the text's word 3-shingles: 128 32-bit values.
 
-    mh = MinHash(num_perm=NUM_PERM, scheme=SCHEME, permutations=_permutations())
-    mh.update_batch([s.encode("utf-8") for s in shingles(text)])
-    return np.asarray(mh.hashvalues, dtype=np.uint32)
+    The values are datasketch's (2.x, scheme "affine32", seed 1: SHA-1 of each shingle, its first
+    4 bytes mixed by the MurmurHash3 finalizer, then 128 affine permutations mod 2**32), which
+    stored signatures were made with; tests/test_clustering.py checks them against datasketch.
+    Computed here with numpy in one pass: datasketch's import brings scipy (34 MB in every
+    extraction worker, half a second at start) and hashes the shingles one call at a time.
+    """
+    sha1 = hashlib.sha1
+    hashes = np.frombuffer(b"".join([sha1(shingle.encode()).digest()[:4] for shingle in shingles(text)]), dtype="<u4")
+    if not hashes.size:
+        return np.full(NUM_PERM, 0xFFFFFFFF, dtype=np.uint32)  # an empty set: every value at its maximum
+    a, b = _permutations()
+    with np.errstate(over="ignore"):  # uint32 arithmetic wraps: that is the modulo 2**32
+        mixed = _fmix32(hashes).reshape(-1, 1)
+        return (mixed * a + b).min(axis=0)
+
+
+def _fmix32(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finalizer, element-wise (a bijection that spreads every input bit)."""
+    values = values ^ (values >> np.uint32(16))
+    values = values * np.uint32(0x85EBCA6B)
+    values = values ^ (values >> np.uint32(13))
+    values = values * np.uint32(0xC2B2AE35)
+    return values ^ (values >> np.uint32(16))
 
 
 @lru_cache(maxsize=1)
 def _permutations() -> tuple[np.ndarray, np.ndarray]:
-    """datasketch's permutations for its default seed: drawn once, not for every article."""
-    from datasketch import MinHash
-
-    return MinHash(num_perm=NUM_PERM, scheme=SCHEME).permutations
+    """The affine permutations h -> a*h + b (a odd), drawn as datasketch draws them for seed 1."""
+    generator = np.random.RandomState(MINHASH_SEED)
+    a = generator.randint(0, 1 << 31, NUM_PERM, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = generator.randint(0, 1 << 32, NUM_PERM, dtype=np.uint32)
+    return a, b
 
 
 def signature_similarity(a: np.ndarray, b: np.ndarray) -> float:

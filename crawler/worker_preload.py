@@ -1,7 +1,7 @@
 """Imported once by the extraction pool's forkserver: the workers' whole stack, loaded and warmed.
 
 Every worker forks from the server, so what is loaded here (trafilatura and its lazy imports,
-jusText's stoplists, the language model, the default rule set, the MinHash library) costs
+jusText's stoplists, the language model, the default rule set, numpy) costs
 memory and start-up time once instead of once per worker. A warm-up extraction of a bundled
 page fills the regex and XPath caches the same way. `gc.freeze()` then moves all of it out of
 the collector's sight: a collection in a worker would otherwise write to every shared object

@@ -354,3 +354,18 @@ def test_later_copies_of_an_alerted_story_reach_digests_and_opted_in_readers_onl
     assert devset["g01-fr"].title in digest2
     statuses = store.query("select status, count(*) as n from outbox group by status")
     assert {r["status"]: r["n"] for r in statuses}.get("pending", 0) == 0
+
+
+def test_signatures_keep_the_stored_format_datasketch_defines(devset):
+    """Signatures stored by earlier versions (datasketch's MinHash, scheme "affine32") and new ones
+    compare equal for the same text: the fingerprint computes the very same values."""
+    import numpy as np
+    from datasketch import MinHash
+
+    from crawler.fingerprints import NUM_PERM, SCHEME, shingles, text_signature
+
+    texts = ["", "Two words", "Iran delivered Shahed-136 drones to Russia."] + [a.text for a in devset.values()][:20]
+    for text in texts:
+        reference = MinHash(num_perm=NUM_PERM, scheme=SCHEME)
+        reference.update_batch([shingle.encode("utf-8") for shingle in shingles(text)])
+        assert np.array_equal(text_signature(text), np.asarray(reference.hashvalues, dtype=np.uint32)), text[:60]
