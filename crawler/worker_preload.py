@@ -25,9 +25,12 @@ WARM_UP_PAGE = Path(__file__).with_name("demo_site") / "articles" / "seed-000.ht
 def warm_up() -> None:
     """Run the worker's whole path once, on a bundled page; a failure only costs the warm-up."""
     try:
+        from justext.core import define_stoplist
         from trafilatura.external import jt_stoplist_init
 
-        jt_stoplist_init()  # 150,000 stopwords, built on the first page that needs jusText
+        # 150,000 stopwords of all languages, and jusText's lower-cased set of them (15 MB), both
+        # otherwise built in each worker on its first page that needs jusText
+        define_stoplist(jt_stoplist_init())
         init_worker(DEFAULT_RULE_SETS)
         body = WARM_UP_PAGE.read_bytes()
         url = "http://127.0.0.1/warm-up.html"
