@@ -72,8 +72,6 @@ def cli() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Log every request; default is quiet (cron-friendly).")
 def crawl(config_path, feeds, sitemaps, pages, db, refresh, source_names, trigger, lock_wait, verbose) -> None:
     """Crawl the configured sources once and store new articles and matches."""
-    from crawler.crawl import run_crawl
-
     config = resolve_config(config_path, feeds, sitemaps, pages, db)
     from crawler.scheduling import ScheduleError, select_sources
 
@@ -89,6 +87,7 @@ def crawl(config_path, feeds, sitemaps, pages, db, refresh, source_names, trigge
         load_rules(config.crawl.rules)  # a broken rule file stops the run before anything is written
     except RuleFileError as exc:
         fail(str(exc))
+    from crawler.extraction_server import start_extraction_server
     from crawler.locking import LockError, LockHeld, crawl_lock
     from storage.store import ArticleStore
 
@@ -97,6 +96,9 @@ def crawl(config_path, feeds, sitemaps, pages, db, refresh, source_names, trigge
         with crawl_lock(config.crawl.db, config.crawl.lock_wait if lock_wait is None else lock_wait):
             with ArticleStore(config.crawl.db) as store:  # unusable database: fail before Scrapy starts
                 store.abandon_runs("killed")  # rows left 'running' by a crawl that was killed
+            start_extraction_server()  # loads the extraction stack while Scrapy is imported and started
+            from crawler.crawl import run_crawl
+
             summary = run_crawl(config, trigger=trigger, refresh=refresh, verbose=verbose)
     except LockHeld as exc:
         fail(str(exc), code=75)  # EX_TEMPFAIL: try again later

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import os
 import threading
 import time
@@ -23,12 +22,12 @@ from scrapy.crawler import Crawler
 from twisted.internet.task import LoopingCall
 
 from crawler.clustering import CandidateCache, assign_story
+from crawler.extraction_server import extraction_context, start_extraction_server
 from crawler.items import PageItem, ProcessedArticle
 from crawler.processing import init_worker, process_page, worker_ready
 from crawler.rules import DEFAULT_RULE_SETS, load_rules
 
 LOGGER = logging.getLogger(__name__)
-WORKER_PRELOAD = ["crawler.worker_preload"]  # the workers' stack, loaded and warmed once
 
 
 class ExtractionPipeline:
@@ -54,23 +53,20 @@ class ExtractionPipeline:
         # A broken rule file stops the crawl here, with its file:line message, before any fetch.
         load_rules(self.rule_specs)
         self.pool = self.new_pool()
+        start_extraction_server()  # already running when the crawl command started it
 
     def new_pool(self) -> ProcessPoolExecutor:
-        # forkserver: workers never inherit the reactor's threads or open sockets. The server
-        # imports the extraction stack once (trafilatura, the language model, the rule engine),
-        # so each worker starts at once and shares those pages instead of loading its own copy.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(WORKER_PRELOAD)
         return ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=context, initializer=init_worker, initargs=(self.rule_specs,)
+            max_workers=self.workers, mp_context=extraction_context(), initializer=init_worker,
+            initargs=(self.rule_specs,),
         )
 
     def start_workers(self) -> Future:
         """Start the forkserver and the workers from a thread of their own.
 
         The first submit to a forkserver pool waits until the server has loaded and warmed the
-        extraction stack (seconds): on the reactor thread that wait would stall every download.
-        Started at the first article, not at open: a run with nothing new never pays for it.
+        extraction stack (seconds, if it is still loading): on the reactor thread that wait would
+        stall every download. Started at the first article: a run with nothing new starts no worker.
         """
         started: Future = Future()
         pool = self.pool
