@@ -56,10 +56,13 @@ _SCALE = {
     "milliards": 1e9, "miliardo": 1e9, "miliardi": 1e9, "mrd": 1e9, "bn": 1e9,
     "миллиард": 1e9, "миллиарда": 1e9, "млрд": 1e9, "мільярд": 1e9, "мільярда": 1e9,
 }
-# "one million", "un milione": a number word before a scale word
-_WORD_TIMES_SCALE = re.compile(r"(?<!\w)(\w+)\s+(" + "|".join(sorted(_SCALE, key=len, reverse=True)) + r")\b")
 _PERCENT_WORDS = ("percent", "per cent", "prozent", "pourcent", "por ciento", "per cento", "процент", "відсот")
 _WORD_NUMBERS = {"un": 1, "une": 1, "uno": 1, "una": 1, "one": 1, "a": 1, "eine": 1, "ein": 1, "один": 1, "одна": 1}
+# "one million", "un milione": a number word before a scale word of a million or more
+_WORD_TIMES_SCALE = re.compile(
+    r"(?<!\w)(" + "|".join(sorted(_WORD_NUMBERS, key=len, reverse=True)) + r")\s+("
+    + "|".join(sorted((word for word, scale in _SCALE.items() if scale >= 1e6), key=len, reverse=True)) + r")\b"
+)
 
 
 @lru_cache(maxsize=65_536)  # names and designations repeat across the news of a day
@@ -196,8 +199,7 @@ def numbers(text: str) -> set[str]:
         shown = str(int(total)) if total == int(total) else f"{total:g}"
         found.add(shown + "%" if percent else shown)
     for m in _WORD_TIMES_SCALE.finditer(text.lower()):
-        if m.group(1) in _WORD_NUMBERS and _SCALE[m.group(2)] >= 1e6:
-            found.add(f"{int(_WORD_NUMBERS[m.group(1)] * _SCALE[m.group(2)])}")
+        found.add(f"{int(_WORD_NUMBERS[m.group(1)] * _SCALE[m.group(2)])}")
     return found
 
 
@@ -223,6 +225,8 @@ def designations(text: str) -> set[str]:
     """Weapon and system designations: tokens mixing letters and digits, folded ("Шахед-136" -> "shahed-136")."""
     found = set()
     for token in _WORD.findall(text or ""):
+        if token.isalpha():
+            continue  # letters only: no designation (the common case, tested first)
         token = token.replace("‑", "-")
         if _DESIGNATION.match(token) and not token.isdigit() and len(token) <= 20:
             folded = re.sub(r"(?<=\d)s$", "", fold(token))  # "MiG-29s" -> "mig-29"
