@@ -45,6 +45,9 @@ DOWNLOADER_MIDDLEWARES = {
     # before Scrapy's RedirectMiddleware (600) sees a 3xx: names loops and non-http targets
     "crawler.middlewares.RedirectGuardMiddleware": 650,
 }
+# Scrapy's depth tracking only counts link depth for DEPTH_LIMIT and stats; listing pages
+# count their own pagination depth (max_pages, spiders/sources.py): it is work per page for nothing
+SPIDER_MIDDLEWARES = {"scrapy.spidermiddlewares.depth.DepthMiddleware": None}
 ARMSWATCH_ALLOW_PRIVATE_ADDRESSES = True
 
 TELNETCONSOLE_ENABLED = False
