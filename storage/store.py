@@ -55,6 +55,7 @@ _CANDIDATES_SQL = (
 )
 
 
+_STORY_TAGS = ("suppliers", "recipients", "weapons")  # the rule tags a story sums up
 RecipientsForRule = Callable[[str], Iterable[tuple[str, str]]]  # rule -> (address, mode)
 
 
@@ -643,7 +644,7 @@ class ArticleStore:
         """Record an article's fingerprint and its story (a new one when `story_id` is None)."""
         now = utc_now()
         with self.transaction():
-            current = self.db.execute("select story_id from articles where id = ?", [article_id]).fetchone()
+            current = self.db.execute("select story_id, source, title from articles where id = ?", [article_id]).fetchone()
             if current and current[0] is not None:
                 return int(current[0])
             self._upsert("story_fingerprints", {"article_id": article_id, **fingerprint_row}, "article_id")
@@ -652,12 +653,12 @@ class ArticleStore:
                 "insert into story_keys (key, article_id, seen_at) values (?, ?, ?)",
                 [(key, article_id, fingerprint_row["seen_at"]) for key in dict.fromkeys(keys)],
             )
+            source, title = (current[1], current[2]) if current else (None, None)
             if story_id is None:
-                article = self.db.execute("select source, title from articles where id = ?", [article_id]).fetchone()
                 story_id = self._insert(
                     "stories",
-                    {"first_seen": fingerprint_row["seen_at"], "first_source": article[0], "first_article_id": article_id,
-                     "headline": article[1], "article_count": 0, "source_count": 0},
+                    {"first_seen": fingerprint_row["seen_at"], "first_source": source, "first_article_id": article_id,
+                     "headline": title, "article_count": 0, "source_count": 0},
                 )
             self.db.execute("update articles set story_id = ? where id = ?", [story_id, article_id])
             self._upsert(
@@ -666,23 +667,29 @@ class ArticleStore:
                  "score": score, "signals": json.dumps(signals, ensure_ascii=False, sort_keys=True), "linked_at": now},
                 "article_id",
             )
-            self._refresh_story(story_id)
+            self._add_to_story(story_id, source, fingerprint_row)
         return story_id
 
-    def _refresh_story(self, story_id: int) -> None:
-        rows = self.query(
-            "select a.id, a.source, a.language, f.seen_at, f.tags from articles a"
-            " left join story_fingerprints f on f.article_id = a.id where a.story_id = ? order by f.seen_at, a.id",
+    def _add_to_story(self, story_id: int, source: str | None, fingerprint_row: dict[str, Any]) -> None:
+        """Fold one more article into its story's counts, sources, languages, tags and dates.
+
+        The story row already sums up its other articles (articles only ever join a story), so
+        this reads one row, not the whole story: a wire story copied by hundreds of outlets costs
+        the same per copy as a story of two."""
+        story = self.db.execute(
+            "select tags, sources, languages, article_count, first_seen, last_seen from stories where id = ?",
             [story_id],
-        )
-        tags: dict[str, set[str]] = {"suppliers": set(), "recipients": set(), "weapons": set()}
-        for row in rows:
-            for name, values in json.loads(row["tags"] or "{}").items():
+        ).fetchone()
+        old_tags, old_sources, old_languages, count, first_seen, last_seen = story
+        tags: dict[str, set[str]] = {name: set() for name in _STORY_TAGS}
+        for tag_set in (json.loads(old_tags or "{}"), json.loads(fingerprint_row["tags"] or "{}")):
+            for name, values in tag_set.items():
                 if name in tags:
                     tags[name].update(values)
-        sources = sorted({r["source"] for r in rows if r["source"]})
-        languages = sorted({r["language"] for r in rows if r["language"]})
-        seen = [r["seen_at"] for r in rows if r["seen_at"]]
+        sources = sorted(set(json.loads(old_sources or "[]")) | ({source} if source else set()))
+        language = fingerprint_row["language"]
+        languages = sorted(set(json.loads(old_languages or "[]")) | ({language} if language else set()))
+        seen = [value for value in (first_seen, last_seen, fingerprint_row["seen_at"]) if value]
         self._update(
             "stories", "id", story_id,
             {
@@ -690,7 +697,7 @@ class ArticleStore:
                 "suppliers": json.dumps(sorted(tags["suppliers"]), ensure_ascii=False),
                 "recipients": json.dumps(sorted(tags["recipients"]), ensure_ascii=False),
                 "weapons": json.dumps(sorted(tags["weapons"]), ensure_ascii=False),
-                "article_count": len(rows),
+                "article_count": (count or 0) + 1,
                 "source_count": len(sources),
                 "sources": json.dumps(sources, ensure_ascii=False),
                 "languages": json.dumps(languages),
