@@ -62,6 +62,7 @@ class ClusterSettings:
     untagged_min_strong: int = 2
     min_overlap: float = 0.4
     per_key_limit: int = 50
+    per_band_limit: int = 10
     max_candidates: int = 60
     bands_suffice_jaccard: float = 0.8
     ignore_names: frozenset[str] = field(default_factory=frozenset)
@@ -88,6 +89,7 @@ def load_settings(path: str | Path = SETTINGS_FILE) -> ClusterSettings:
             "untagged_min_shared", "untagged_min_strong")},
         min_overlap=float(event.get("min_overlap", d.min_overlap)),
         per_key_limit=int(index.get("per_key_limit", d.per_key_limit)),
+        per_band_limit=int(index.get("per_band_limit", d.per_band_limit)),
         max_candidates=int(index.get("max_candidates", d.max_candidates)),
         bands_suffice_jaccard=float(index.get("bands_suffice_jaccard", d.bands_suffice_jaccard)),
         ignore_names=frozenset(fold(n) for n in names.get("ignore", [])),
@@ -273,6 +275,7 @@ def article_fingerprint(
 
 
 _Verdict = tuple[str, float, dict[str, Any], _Item]  # method, score, signals, the earlier article
+_CANDIDATES_PER_READ = 8
 
 
 def _best(
@@ -280,20 +283,28 @@ def _best(
     cache: CandidateCache | None, settings: ClusterSettings,
 ) -> _Verdict | None:
     """The strongest verdict among the candidates (the first of equals); `verdicts` keeps those
-    already compared, so a candidate seen in an earlier lookup is not compared again."""
-    missing = [candidate for candidate in candidate_ids if candidate not in verdicts]
-    if cache is not None:
-        found = cache.items(store, missing)
-    else:
-        found = [_item_from_row(row) for row in store.story_fingerprints(missing)]
-    for old in found:
-        verdict = compare(new, old, settings)
-        verdicts[old.article_id] = None if verdict is None else (*verdict, old)
+    already compared, so a candidate seen in an earlier lookup is not compared again.
+
+    Candidates are read in order, a few at a time: an identical text (the same story's wire copy,
+    the most common case of all) cannot be beaten, so reading stops there."""
     best = None
-    for candidate in candidate_ids:
-        verdict = verdicts.get(candidate)
-        if verdict is not None and (best is None or (_RANK[verdict[0]], verdict[1]) > (_RANK[best[0]], best[1])):
-            best = verdict
+    for start in range(0, len(candidate_ids), _CANDIDATES_PER_READ):
+        chunk = candidate_ids[start : start + _CANDIDATES_PER_READ]
+        missing = [candidate for candidate in chunk if candidate not in verdicts]
+        if cache is not None:
+            found = cache.items(store, missing)
+        else:
+            found = [_item_from_row(row) for row in store.story_fingerprints(missing)]
+        verdicts.update(dict.fromkeys(missing))  # stored without a story yet: nothing to compare
+        for old in found:
+            verdict = compare(new, old, settings)
+            verdicts[old.article_id] = None if verdict is None else (*verdict, old)
+        for candidate in chunk:
+            verdict = verdicts.get(candidate)
+            if verdict is not None and (best is None or (_RANK[verdict[0]], verdict[1]) > (_RANK[best[0]], best[1])):
+                best = verdict
+        if best is not None and best[0] == NEAR_DUPLICATE and best[1] >= 1.0:
+            break
     return best
 
 
@@ -333,7 +344,7 @@ def assign_story(
     # A copy is found through its text alone: when the band keys already lead to a close copy,
     # the event evidence could not add a better candidate (a text closer still shares a band
     # with near certainty), so its costlier lookup is skipped.
-    counts = store.story_key_counts(bands, since, until, article_id, settings.per_key_limit)
+    counts = store.story_key_counts(bands, since, until, article_id, settings.per_band_limit)
     candidate_ids = _ranked(counts, settings.max_candidates)
     best = _best(new, candidate_ids, verdicts, store, cache, settings)
     if best is None or best[0] != NEAR_DUPLICATE or best[1] < settings.bands_suffice_jaccard:
