@@ -164,6 +164,16 @@ class TreeSample:
     pss: int = 0  # sum of proportional sets (shared pages split): what the tree really holds
     cpu: dict[int, float] = field(default_factory=dict)  # pid -> user+system seconds
     names: dict[int, str] = field(default_factory=dict)
+    pss_by_role: dict[str, list[int]] = field(default_factory=dict)  # crawl / forkserver / worker / tracker
+
+
+def _role(cmdline: bytes, depth: int) -> str:
+    """What a process of the crawl's tree is, for the memory breakdown (workers fork from the server)."""
+    if depth == 0:
+        return "crawl"
+    if b"resource_tracker" in cmdline:
+        return "tracker"
+    return "forkserver" if depth == 1 else "worker"
 
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -172,25 +182,28 @@ TICKS = os.sysconf("SC_CLK_TCK")
 def sample_tree(pid: int, sample: TreeSample) -> TreeSample:
     """Read /proc for a process and all its descendants (threads' children included)."""
     now = TreeSample(cpu=sample.cpu, names=sample.names)
-    stack = [pid]
+    stack = [(pid, 0)]
     while stack:
-        current = stack.pop()
+        current, depth = stack.pop()
         try:
             with open(f"/proc/{current}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
             now.cpu[current] = (int(fields[11]) + int(fields[12])) / TICKS
+            pss = 0
             with open(f"/proc/{current}/smaps_rollup") as rollup:
                 for line in rollup:
                     if line.startswith("Rss:"):
                         now.rss += int(line.split()[1]) * 1024
                     elif line.startswith("Pss:"):
-                        now.pss += int(line.split()[1]) * 1024
-            if current not in now.names:
-                with open(f"/proc/{current}/cmdline", "rb") as cmdline:
-                    now.names[current] = "worker" if b"multiprocessing" in cmdline.read() else "main"
+                        pss = int(line.split()[1]) * 1024
+            now.pss += pss
+            with open(f"/proc/{current}/cmdline", "rb") as cmdline:
+                command = cmdline.read()
+            now.names.setdefault(current, "worker" if b"multiprocessing" in command else "main")
+            now.pss_by_role.setdefault(_role(command, depth), []).append(pss)
             for task in os.listdir(f"/proc/{current}/task"):
                 with open(f"/proc/{current}/task/{task}/children") as children:
-                    stack.extend(int(c) for c in children.read().split())
+                    stack.extend((int(c), depth + 1) for c in children.read().split())
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
     return now
@@ -201,6 +214,7 @@ class CrawlResult:
     seconds: float
     peak_rss: int
     peak_pss: int
+    peak_pss_by_role: dict[str, list[int]]  # at the moment of the peak PSS
     cpu_main: float
     cpu_workers: float
     returncode: int
@@ -223,15 +237,17 @@ def run_crawl(config: Path) -> CrawlResult:
         [sys.executable, "-m", "crawler.cli", "crawl", "--config", str(config)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
     )
-    sample, peak_rss, peak_pss = TreeSample(), 0, 0
+    sample, peak_rss, peak_pss, peak_roles = TreeSample(), 0, 0, {}
     while process.poll() is None:
         sample = sample_tree(process.pid, sample)
-        peak_rss, peak_pss = max(peak_rss, sample.rss), max(peak_pss, sample.pss)
+        peak_rss = max(peak_rss, sample.rss)
+        if sample.pss > peak_pss:
+            peak_pss, peak_roles = sample.pss, sample.pss_by_role
         time.sleep(0.05)
     seconds = time.monotonic() - started
     cpu_main = sum(t for pid, t in sample.cpu.items() if sample.names.get(pid) == "main")
     cpu_workers = sum(t for pid, t in sample.cpu.items() if sample.names.get(pid) == "worker")
-    return CrawlResult(seconds, peak_rss, peak_pss, cpu_main, cpu_workers, process.returncode, _read(log))
+    return CrawlResult(seconds, peak_rss, peak_pss, peak_roles, cpu_main, cpu_workers, process.returncode, _read(log))
 
 
 def write_config(folder: Path, feeds: list[tuple[str, str, str]], port: int) -> Path:
@@ -277,6 +293,7 @@ def bench_crawl(corpus: list[bytes], pages: int, folder: Path, second_run: bool)
         "pages_per_s": web.article_hits / first.seconds,
         "peak_rss": first.peak_rss,
         "peak_pss": first.peak_pss,
+        "peak_pss_by_role": first.peak_pss_by_role,
         "cpu_main_ms": 1000 * first.cpu_main / max(web.article_hits, 1),
         "cpu_workers_ms": 1000 * first.cpu_workers / max(web.article_hits, 1),
         "summary": first.output.strip().splitlines()[-1] if first.output.strip() else "",
@@ -332,7 +349,9 @@ def main() -> None:
         ("second run: pages fetched", str(small["second_fetched"]), "goal 0 " + ("OK" if small["second_fetched"] == 0 else "MISSED")),
         ("second run: wall time", f"{share:.1%} of first", f"{small['second_seconds']:.1f} s; goal <= 10% " + ("OK" if share <= 0.10 else "MISSED")),
         (f"peak RSS, N={args.pages}", f"{small['peak_rss'] / mb:.0f} MB", "goal <= 300 MB " + ("OK" if small["peak_rss"] <= 300 * mb else "MISSED") + " (sum over the tree)"),
-        (f"peak PSS, N={args.pages}", f"{small['peak_pss'] / mb:.0f} MB", "shared pages counted once"),
+        (f"peak PSS, N={args.pages}", f"{small['peak_pss'] / mb:.0f} MB", "shared pages counted once: "
+         + ", ".join(f"{role} " + " + ".join(f"{value / mb:.0f}" for value in values)
+                     for role, values in sorted(small["peak_pss_by_role"].items()))),
         ("CPU per page", f"{small['cpu_main_ms']:.1f} + {small['cpu_workers_ms']:.1f} ms", f"crawl process + extraction workers; the loop: {baseline_cpu_ms:.1f} ms"),
         ("CPU-bound ratio", f"{cpu_ratio:.2f}", f"{cores} cores / total CPU per page, vs the loop: the ratio an idle machine allows at best"),
     ]
