@@ -106,6 +106,25 @@ def test_verbatim_copy_under_another_url_joins_the_story(store, devset):
     assert story == {"article_count": 2, "source_count": 2}
 
 
+def test_a_wire_story_copied_by_many_outlets_stays_one_story(store, devset):
+    """More copies than the index reads per band key: each still joins, and the story row counts
+    every copy, every outlet and the languages of its translations."""
+    article = devset["g06-en"]
+    first = _save(store, devset, "g06-en")
+    story_id = assign_story(store, first).story_id
+    for n in range(15):
+        copy = _save(store, devset, "g06-en", url=f"https://outlet{n}.example/fath-360", source=f"outlet{n}")
+        decision = assign_story(store, copy)
+        assert (decision.story_id, decision.method) == (story_id, "near-duplicate")
+    translation = assign_story(store, _save(store, devset, "g06-fr"))
+    assert (translation.story_id, translation.method) == (story_id, "same-event")
+    story = store.query("select * from stories where id = ?", [story_id])[0]
+    assert (story["article_count"], story["source_count"]) == (17, 17)
+    assert set(json.loads(story["languages"])) == {"en", "fr"}
+    assert json.loads(story["sources"]) == sorted({article.source, devset["g06-fr"].source} | {f"outlet{n}" for n in range(15)})
+    assert story["first_seen"] <= story["last_seen"]
+
+
 def test_copy_outside_the_time_window_starts_a_new_story(store, devset):
     first = _save(store, devset, "g09-en")
     late = store_article(store, "https://late.example/sudan", "late", "en", "2024-10-15T08:00:00Z",
