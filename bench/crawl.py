@@ -163,12 +163,12 @@ class TreeSample:
     rss: int = 0  # sum of resident sets (shared pages counted once per process)
     pss: int = 0  # sum of proportional sets (shared pages split): what the tree really holds
     cpu: dict[int, float] = field(default_factory=dict)  # pid -> user+system seconds
-    names: dict[int, str] = field(default_factory=dict)
-    pss_by_role: dict[str, list[int]] = field(default_factory=dict)  # crawl / forkserver / worker / tracker
+    roles: dict[int, str] = field(default_factory=dict)  # pid -> crawl / forkserver / worker / tracker
+    pss_by_role: dict[str, list[int]] = field(default_factory=dict)
 
 
 def _role(cmdline: bytes, depth: int) -> str:
-    """What a process of the crawl's tree is, for the memory breakdown (workers fork from the server)."""
+    """What a process of the crawl's tree is (workers fork from the server)."""
     if depth == 0:
         return "crawl"
     if b"resource_tracker" in cmdline:
@@ -181,7 +181,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def sample_tree(pid: int, sample: TreeSample) -> TreeSample:
     """Read /proc for a process and all its descendants (threads' children included)."""
-    now = TreeSample(cpu=sample.cpu, names=sample.names)
+    now = TreeSample(cpu=sample.cpu, roles=sample.roles)
     stack = [(pid, 0)]
     while stack:
         current, depth = stack.pop()
@@ -197,10 +197,10 @@ def sample_tree(pid: int, sample: TreeSample) -> TreeSample:
                     elif line.startswith("Pss:"):
                         pss = int(line.split()[1]) * 1024
             now.pss += pss
-            with open(f"/proc/{current}/cmdline", "rb") as cmdline:
-                command = cmdline.read()
-            now.names.setdefault(current, "worker" if b"multiprocessing" in command else "main")
-            now.pss_by_role.setdefault(_role(command, depth), []).append(pss)
+            if current not in now.roles:
+                with open(f"/proc/{current}/cmdline", "rb") as cmdline:
+                    now.roles[current] = _role(cmdline.read(), depth)
+            now.pss_by_role.setdefault(now.roles[current], []).append(pss)
             for task in os.listdir(f"/proc/{current}/task"):
                 with open(f"/proc/{current}/task/{task}/children") as children:
                     stack.extend((int(c), depth + 1) for c in children.read().split())
@@ -245,8 +245,8 @@ def run_crawl(config: Path) -> CrawlResult:
             peak_pss, peak_roles = sample.pss, sample.pss_by_role
         time.sleep(0.05)
     seconds = time.monotonic() - started
-    cpu_main = sum(t for pid, t in sample.cpu.items() if sample.names.get(pid) == "main")
-    cpu_workers = sum(t for pid, t in sample.cpu.items() if sample.names.get(pid) == "worker")
+    cpu_main = sum(t for pid, t in sample.cpu.items() if sample.roles.get(pid) == "crawl")
+    cpu_workers = sum(t for pid, t in sample.cpu.items() if sample.roles.get(pid) != "crawl")  # with the forkserver
     return CrawlResult(seconds, peak_rss, peak_pss, peak_roles, cpu_main, cpu_workers, process.returncode, _read(log))
 
 

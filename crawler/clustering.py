@@ -280,7 +280,7 @@ _CANDIDATES_PER_READ = 8
 
 def _best(
     new: _Item, candidate_ids: list[int], verdicts: dict[int, _Verdict | None], store: Any,
-    cache: CandidateCache | None, settings: ClusterSettings,
+    cache: CandidateCache, settings: ClusterSettings,
 ) -> _Verdict | None:
     """The strongest verdict among the candidates (the first of equals); `verdicts` keeps those
     already compared, so a candidate seen in an earlier lookup is not compared again.
@@ -291,10 +291,7 @@ def _best(
     for start in range(0, len(candidate_ids), _CANDIDATES_PER_READ):
         chunk = candidate_ids[start : start + _CANDIDATES_PER_READ]
         missing = [candidate for candidate in chunk if candidate not in verdicts]
-        if cache is not None:
-            found = cache.items(store, missing)
-        else:
-            found = [_item_from_row(row) for row in store.story_fingerprints(missing)]
+        found = cache.items(store, missing)
         verdicts.update(dict.fromkeys(missing))  # stored without a story yet: nothing to compare
         for old in found:
             verdict = compare(new, old, settings)
@@ -303,9 +300,14 @@ def _best(
             verdict = verdicts.get(candidate)
             if verdict is not None and (best is None or (_RANK[verdict[0]], verdict[1]) > (_RANK[best[0]], best[1])):
                 best = verdict
-        if best is not None and best[0] == NEAR_DUPLICATE and best[1] >= 1.0:
+        if _copy_at_least(best, 1.0):
             break
     return best
+
+
+def _copy_at_least(verdict: _Verdict | None, jaccard: float) -> bool:
+    """A near-duplicate verdict whose text overlap reaches `jaccard`."""
+    return verdict is not None and verdict[0] == NEAR_DUPLICATE and verdict[1] >= jaccard
 
 
 def _ranked(counts: dict[int, int], most: int) -> list[int]:
@@ -340,6 +342,7 @@ def assign_story(
     bands, evidence = fp.band_keys(), fp.evidence_keys()
     window = timedelta(days=settings.window_days)
     since, until = _iso(seen - window), _iso(seen + window)
+    cache = cache if cache is not None else CandidateCache()  # one article: a cache for this call only
     verdicts: dict[int, _Verdict | None] = {}
     # A copy is found through its text alone: when the band keys already lead to a close copy,
     # the event evidence could not add a better candidate (a text closer still shares a band
@@ -347,7 +350,7 @@ def assign_story(
     counts = store.story_key_counts(bands, since, until, article_id, settings.per_band_limit)
     candidate_ids = _ranked(counts, settings.max_candidates)
     best = _best(new, candidate_ids, verdicts, store, cache, settings)
-    if best is None or best[0] != NEAR_DUPLICATE or best[1] < settings.bands_suffice_jaccard:
+    if not _copy_at_least(best, settings.bands_suffice_jaccard):
         band_set = set(bands)
         more = store.story_key_counts([key for key in evidence if key not in band_set], since, until, article_id,
                                       settings.per_key_limit)

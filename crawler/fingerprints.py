@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from functools import lru_cache
 
@@ -330,24 +330,31 @@ class Fingerprint:
         return list(self.bands) or band_keys(self.signature)
 
     def evidence_keys(self) -> list[int]:
-        if self.evidence:
-            return list(self.evidence)
-        return (
-            [evidence_key("d", d) for d in sorted(self.designations)]
-            + [evidence_key("n", n) for n in sorted(self.numbers)]
-            + [evidence_key("p", p[:5]) for p in sorted(self.names)]
-        )
+        return list(self.evidence) or evidence_keys(self.designations, self.numbers, self.names)
+
+
+def evidence_keys(designations: frozenset[str], numbers: frozenset[str], names: frozenset[str]) -> list[int]:
+    """Index keys of the cross-language evidence: names by their first five letters."""
+    return (
+        [evidence_key("d", d) for d in sorted(designations)]
+        + [evidence_key("n", n) for n in sorted(numbers)]
+        + [evidence_key("p", p[:5]) for p in sorted(names)]
+    )
 
 
 def fingerprint(
     title: str | None, text: str | None, stop_names: frozenset[str] = frozenset(), language: str | None = None
 ) -> Fingerprint:
     body = f"{title or ''}\n\n{text or ''}"
-    computed = Fingerprint(
-        signature=text_signature(text or title or ""),
+    signature = text_signature(text or title or "")
+    weapons, figures = frozenset(designations(body)), frozenset(numbers(body))
+    people_and_places = frozenset(names(body, stop_names, language))
+    return Fingerprint(
+        signature=signature,
         title=title or "",
-        designations=frozenset(designations(body)),
-        numbers=frozenset(numbers(body)),
-        names=frozenset(names(body, stop_names, language)),
+        designations=weapons,
+        numbers=figures,
+        names=people_and_places,
+        bands=tuple(band_keys(signature)),
+        evidence=tuple(evidence_keys(weapons, figures, people_and_places)),
     )
-    return replace(computed, bands=tuple(computed.band_keys()), evidence=tuple(computed.evidence_keys()))

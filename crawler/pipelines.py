@@ -62,7 +62,7 @@ class ExtractionPipeline:
         )
 
     def start_workers(self) -> Future:
-        """Start the forkserver and the workers from a thread of their own.
+        """Start the workers from a thread of their own.
 
         The first submit to a forkserver pool waits until the server has loaded and warmed the
         extraction stack (seconds, if it is still loading): on the reactor thread that wait would
