@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from lxml import etree
 from trafilatura import xpaths
@@ -312,7 +313,7 @@ SKELETONS: tuple[tuple[str, int, str, Build], ...] = (
 FIRST_MATCH_ONLY = ("BODY_XPATH",)  # trafilatura takes only the first element these select
 
 
-def matchers() -> Iterable[tuple[list, int, XPathMatcher]]:
+def matchers() -> Iterator[tuple[list, int, XPathMatcher]]:
     """(trafilatura's list, index, matcher) for every expression a matcher was written for."""
     for name, index, expected, build in SKELETONS:
         expressions = getattr(xpaths, name, None)
@@ -339,3 +340,20 @@ def install() -> int:
         expressions[index] = matcher
         installed += 1
     return installed
+
+
+@contextmanager
+def trafilatura_own_xpaths() -> Iterator[None]:
+    """trafilatura as it ships, for a while: every installed matcher put back to its expression
+    (to compare with, in tests and benchmarks)."""
+    replaced = []
+    for name, index, *_ in SKELETONS:
+        expressions = getattr(xpaths, name, [])
+        if index < len(expressions) and isinstance(expressions[index], XPathMatcher):
+            replaced.append((expressions, index, expressions[index]))
+            expressions[index] = expressions[index].xpath
+    try:
+        yield
+    finally:
+        for expressions, index, matcher in replaced:
+            expressions[index] = matcher

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from lxml import etree
 from trafilatura import xpaths
 
 from crawler.extraction import extract_article
-from crawler.trafilatura_xpaths import SKELETONS, FirstMatch, XPathMatcher, install, matchers
+from crawler.trafilatura_xpaths import SKELETONS, FirstMatch, XPathMatcher, install, matchers, trafilatura_own_xpaths
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted(
@@ -63,22 +62,6 @@ def trees() -> list[tuple[str, etree._Element]]:
         data = page.read_bytes()
         found.append((page.name, lxml.html.document_fromstring(gzip.decompress(data) if page.suffix == ".gz" else data)))
     return found
-
-
-@contextmanager
-def trafilatura_own_xpaths():
-    """trafilatura as it ships: every matcher put back to the expression it stands for."""
-    replaced = []
-    for name, index, *_ in SKELETONS:
-        expressions = getattr(xpaths, name)
-        if isinstance(expressions[index], XPathMatcher):
-            replaced.append((expressions, index, expressions[index]))
-            expressions[index] = expressions[index].xpath
-    try:
-        yield
-    finally:
-        for expressions, index, matcher in replaced:
-            expressions[index] = matcher
 
 
 def test_every_expression_armswatch_knows_is_answered_by_its_matcher():
