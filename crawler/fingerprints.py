@@ -249,7 +249,7 @@ def names(text: str, stop: frozenset[str] = frozenset(), language: str | None = 
     found = set()
     for m in _WORD.finditer(text or ""):
         token = m.group(0)
-        if not token[:1].isupper() or len(token) < 4 or any(c.isdigit() for c in token):
+        if not token[:1].isupper() or len(token) < 4 or (not token.isalpha() and any(c.isdigit() for c in token)):
             continue
         before = text[max(0, m.start() - 6) : m.start()].rstrip(_OPENERS)
         if m.start() == 0 or not before or before[-1] in ".!?:\n" or text[m.start() - 1] == "\n":
