@@ -1,8 +1,9 @@
-"""Python matchers that select what trafilatura's pruning XPath expressions select, faster.
+"""Python matchers that select what trafilatura's pruning and body XPath expressions select, faster.
 
-trafilatura removes boilerplate with XPath expressions over every element of the page, most of
-them with `re:test()` predicates: lxml answers each one by calling back into Python's `re` for
-every element and attribute. Those passes cost a third of an extraction (bench/extraction.py).
+trafilatura removes boilerplate and looks for the article body with XPath expressions over every
+element of the page, most of them with `re:test()` predicates: lxml answers each one by calling
+back into Python's `re` for every element and attribute. Those passes cost a third of an
+extraction (bench/extraction.py).
 The same selections written as one loop over the elements, with the very regular expressions
 read from the expressions' text, return the same elements in the same order about three times
 faster, so the extraction workers install them in place of the expressions.
