@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lxml.html
 import pytest
+import trafilatura
 from lxml import etree
 from trafilatura import xpaths
 
@@ -15,6 +16,7 @@ from crawler.extraction import extract_article
 from crawler.trafilatura_xpaths import SKELETONS, FirstMatch, XPathMatcher, install, matchers, trafilatura_own_xpaths
 
 ROOT = Path(__file__).resolve().parents[1]
+MATCHERS_WRITTEN_FOR = "2.3.1"  # the trafilatura release whose expressions SKELETONS hash
 PAGES = sorted(
     [*(ROOT / "tests" / "fixtures" / "extraction").glob("*.htm*"), *(ROOT / "crawler" / "demo_site").rglob("*.html"),
      *(ROOT / "tests" / "fixtures" / "site").rglob("*.html")]
@@ -64,8 +66,10 @@ def trees() -> list[tuple[str, etree._Element]]:
     return found
 
 
+@pytest.mark.skipif(trafilatura.__version__ != MATCHERS_WRITTEN_FOR, reason="another trafilatura release: "
+                    "its changed expressions run as they ship (see test_a_changed_expression_keeps_trafilatura_own)")
 def test_every_expression_armswatch_knows_is_answered_by_its_matcher():
-    """With the trafilatura release armswatch pins, no expression has changed under a matcher
+    """With the trafilatura release the matchers were written for, every one of them is installed
     (a failure here means the speed-up is lost, not the articles)."""
     install()
     assert len(list(matchers())) == len(SKELETONS)
