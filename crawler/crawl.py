@@ -13,6 +13,7 @@ from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings
 
 from crawler.config import Config
+from crawler.memory import return_large_allocations
 from spiders.sources import SourcesSpider
 from storage.store import ArticleStore
 
@@ -63,6 +64,7 @@ def scrapy_settings(config: Config, verbose: bool = False) -> Settings:
 
 def run_crawl(config: Config, trigger: str = "manual", refresh: bool = False, verbose: bool = False) -> CrawlSummary:
     """Crawl every enabled source of `config` once; return what the crawl_runs row says."""
+    return_large_allocations()  # page bodies come and go: their memory must go back
     process = CrawlerProcess(scrapy_settings(config, verbose))  # installs the root log handler (LOG_LEVEL)
     process.crawl(SourcesSpider, armswatch_config=config, refresh=refresh, trigger=trigger)
     process.start()

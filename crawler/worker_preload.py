@@ -5,7 +5,8 @@ jusText's stoplists, the language model, the default rule set, numpy) costs
 memory and start-up time once instead of once per worker. A warm-up extraction of a bundled
 page fills the regex and XPath caches the same way. `gc.freeze()` then moves all of it out of
 the collector's sight: a collection in a worker would otherwise write to every shared object
-and turn the server's pages into private copies.
+and turn the server's pages into private copies. Large allocations are kept out of the C heap
+(crawler.memory), so that a worker gives back what its biggest page took.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 from pathlib import Path
 
 from crawler.items import PageItem
+from crawler.memory import return_large_allocations
 from crawler.processing import init_worker, process_page
 from crawler.rules import DEFAULT_RULE_SETS
 
@@ -39,6 +41,7 @@ def warm_up() -> None:
         LOGGER.debug("worker warm-up failed", exc_info=True)
 
 
+return_large_allocations()  # the workers, forked from this process, keep the setting
 warm_up()
 gc.collect()
 gc.freeze()
