@@ -13,6 +13,9 @@ import multiprocessing.forkserver
 from multiprocessing.context import ForkServerContext
 
 WORKER_PRELOAD = ["crawler.worker_preload"]
+# Extraction is the crawl's CPU hog and never in a hurry: the crawl process (downloads, their
+# timeouts, SQLite writes) and the machine's other programs go first. Set by the preload.
+WORKER_NICENESS = 5
 
 
 def extraction_context() -> ForkServerContext:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from array import array
 from pathlib import Path
 
 import py3langid.langid
 
+from crawler.extraction_server import WORKER_NICENESS
 from crawler.items import PageItem
 from crawler.memory import return_large_allocations
 from crawler.processing import init_worker, process_page
@@ -66,6 +68,8 @@ def warm_up() -> None:
 
 
 return_large_allocations()  # the workers, forked from this process, keep the setting
+if hasattr(os, "nice"):
+    os.nice(WORKER_NICENESS)  # and this priority
 warm_up()
 gc.collect()
 gc.freeze()
