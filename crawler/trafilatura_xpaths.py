@@ -104,6 +104,11 @@ def first_of(element: etree._Element, first: str, second: str) -> str | None:
     return a
 
 
+def _id_or_class(element: etree._Element, id_test: Test, class_test: Test) -> bool:
+    """re:test(@id, ...) or re:test(@class, ...): the pair most expressions test."""
+    return id_test(element.get("id")) or class_test(element.get("class"))
+
+
 def _contains_translated(value: str | None, source: str, target: str, needle: str) -> bool:
     """contains(translate(@attr, source, target), needle) for one-letter translations."""
     return value is not None and needle in value.replace(source, target)
@@ -156,13 +161,8 @@ def _raw_tree_prune(path: str) -> tuple[tuple, Predicate]:
     id_test, class_test, own_id_test, own_class_test = regex_tests(path)
 
     def predicate(element: etree._Element) -> bool:
-        get = element.get
-        if not (id_test(get("id")) or class_test(get("class"))):
-            return False
-        return (
-            next(element.iterdescendants("h1"), None) is None
-            or own_id_test(get("id"))
-            or own_class_test(get("class"))
+        return _id_or_class(element, id_test, class_test) and (
+            next(element.iterdescendants("h1"), None) is None or _id_or_class(element, own_id_test, own_class_test)
         )
 
     return ("div", "section", "aside"), predicate
@@ -179,10 +179,9 @@ def _comments_and_lists(path: str) -> tuple[tuple, Predicate]:
     id_test, class_test, list_id_test, list_class_test = regex_tests(path)
 
     def predicate(element: etree._Element) -> bool:
-        get = element.get
-        if not (id_test(get("id")) or class_test(get("class"))):
-            return False
-        return element.tag not in ("ol", "ul") or list_id_test(get("id")) or list_class_test(get("class"))
+        return _id_or_class(element, id_test, class_test) and (
+            element.tag not in ("ol", "ul") or _id_or_class(element, list_id_test, list_class_test)
+        )
 
     return ("div", "list", "section", "details", "ol", "ul"), predicate
 
@@ -191,7 +190,7 @@ def _comments(path: str) -> tuple[tuple, Predicate]:
     id_test, class_test = regex_tests(path)
 
     def predicate(element: etree._Element) -> bool:
-        return id_test(element.get("id")) or class_test(element.get("class"))
+        return _id_or_class(element, id_test, class_test)
 
     return ("div", "list", "section", "details"), predicate
 
