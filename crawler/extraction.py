@@ -34,6 +34,8 @@ from trafilatura.utils import repair_faulty_html
 from crawler.cleaning import clean_text, normalize_space, prune_boilerplate
 from crawler.encoding import decode_html
 from crawler.items import Article, FeedEntry
+from crawler.language_model import install as install_language_model
+from crawler.language_model import share_language_model
 from crawler.trafilatura_xpaths import install as install_xpath_matchers
 
 __all__ = ["MAX_HTML_BYTES", "article_report", "decode_html", "extract_article", "load_source"]
@@ -90,7 +92,9 @@ _XML_FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _XML_FORBIDDEN_BYTES = bytes(code for code in range(0x20) if code not in (0x09, 0x0A, 0x0D))
 _REPAIR_WINDOW_CHARS = 4096 + 512
 
-py3langid.classify("warm up")  # loads the model now, not in the first worker call
+install_language_model()  # py3langid's model mapped from the cache: only what is read is resident
+py3langid.classify("warm up")  # loads the model now (py3langid's own, without a cache), not in the first worker call
+share_language_model()
 install_xpath_matchers()  # trafilatura's pruning passes, same selections, a third of the time
 get_fld("http://example.co.uk/", fail_silently=True)  # and the public-suffix list
 

@@ -14,10 +14,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
-from array import array
 from pathlib import Path
-
-import py3langid.langid
 
 from crawler.extraction_server import WORKER_NICENESS
 from crawler.items import PageItem
@@ -27,26 +24,6 @@ from crawler.rules import DEFAULT_RULE_SETS
 
 LOGGER = logging.getLogger(__name__)
 WARM_UP_PAGE = Path(__file__).with_name("demo_site") / "articles" / "seed-000.html"
-
-
-def share_language_model() -> bool:
-    """Turn py3langid's two per-state tables from lists of Python ints into arrays of the same numbers.
-
-    py3langid reads both for every byte it classifies; reading an int from a list writes its
-    reference count, so each worker ends up with a private copy of the pages holding them (5-6 MB
-    per worker). Read from an array, the numbers are made afresh and the shared pages stay shared.
-    False, and nothing changed, if py3langid no longer keeps them so."""
-    identifier = py3langid.langid.IDENTIFIER
-    tables = {name: getattr(identifier, name, None) for name in ("_rowbase", "tk_output")}
-    if identifier is None or not all(isinstance(table, list) for table in tables.values()):
-        return False
-    try:
-        arrays = {name: array("q", table) for name, table in tables.items()}
-    except (TypeError, OverflowError):
-        return False
-    for name, table in arrays.items():
-        setattr(identifier, name, table)
-    return True
 
 
 def warm_up() -> None:
@@ -62,7 +39,6 @@ def warm_up() -> None:
         body = WARM_UP_PAGE.read_bytes()
         url = "http://127.0.0.1/warm-up.html"
         process_page(PageItem(url=url, final_url=url, body=body, headers={}, status=200, source="warm-up"))
-        share_language_model()  # loaded by now, with crawler.extraction
     except Exception:
         LOGGER.debug("worker warm-up failed", exc_info=True)
 

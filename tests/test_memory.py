@@ -45,36 +45,3 @@ def still_held_mb(mode: str) -> float:
 def test_memory_of_pages_done_with_goes_back_to_the_system():
     assert still_held_mb("returned") < 3
     assert still_held_mb("as glibc starts") > 15  # what the setting is for: the same run without it
-
-
-# In a process of its own: the preload freezes the collector and changes py3langid's tables.
-SHARED_MODEL = """
-from array import array
-import py3langid.langid as langid
-import crawler.worker_preload
-
-texts = [
-    "Russia is buying ballistic missiles and drones from Iran, intelligence officials said.",
-    "Россия закупает у Ирана баллистические ракеты и беспилотники.",
-    "Росія купує в Ірану балістичні ракети та безпілотники.",
-    "La Russie achète des missiles balistiques et des drones à l'Iran.",
-    "Russland kauft ballistische Raketen und Drohnen vom Iran.",
-    "روسيا تشتري صواريخ باليستية وطائرات مسيرة من إيران",
-    "俄罗斯正在从伊朗购买弹道导弹和无人机。",
-]
-shipped = langid.LanguageIdentifier.from_model_file(langid.MODEL_FILE)
-shared = langid.IDENTIFIER
-assert isinstance(shared._rowbase, array) and isinstance(shared.tk_output, array)
-assert isinstance(shipped._rowbase, list)
-for text in texts:
-    assert shared.rank(text) == shipped.rank(text), text
-print("same")
-"""
-
-
-def test_the_workers_language_model_answers_as_py3langid_ships_it():
-    """The forkserver keeps py3langid's tables in arrays (so workers do not copy them) and every
-    ranking of languages stays the same."""
-    done = subprocess.run([sys.executable, "-c", SHARED_MODEL], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "same"
