@@ -26,15 +26,36 @@ LOGGER = logging.getLogger(__name__)
 WARM_UP_PAGE = Path(__file__).with_name("demo_site") / "articles" / "seed-000.html"
 
 
+def share_stoplist_words() -> bool:
+    """Build once, here, the stopword set trafilatura's jusText fallback uses, from the words' own strings.
+
+    trafilatura gathers the stopwords of all languages (150,000, already lower-cased by jusText),
+    and jusText's `define_stoplist` turns them into a set of their lower-cased copies: 12 MB of
+    strings twice. Otherwise both are built in each worker, on its first page that needs jusText.
+    The set made here holds the same words, from the strings trafilatura already keeps; jusText
+    gets it for trafilatura's list and still builds every other list itself. False, and jusText's
+    own set built, if some word is not lower-case."""
+    from justext import core as justext_core
+    from trafilatura import external
+
+    words = external.jt_stoplist_init()
+    if not all(word.lower() == word for word in words):
+        justext_core.define_stoplist(words)
+        return False
+    stopwords = frozenset(words)
+    builds_stoplist = justext_core.define_stoplist
+
+    def define_stoplist(stoplist):
+        return stopwords if stoplist is words else builds_stoplist(stoplist)
+
+    justext_core.define_stoplist = define_stoplist  # looked up by jusText's classify_paragraphs at each call
+    return True
+
+
 def warm_up() -> None:
     """Run the worker's whole path once, on a bundled page; a failure only costs the warm-up."""
     try:
-        from justext.core import define_stoplist
-        from trafilatura.external import jt_stoplist_init
-
-        # 150,000 stopwords of all languages, and jusText's lower-cased set of them (15 MB), both
-        # otherwise built in each worker on its first page that needs jusText
-        define_stoplist(jt_stoplist_init())
+        share_stoplist_words()
         init_worker(DEFAULT_RULE_SETS)
         body = WARM_UP_PAGE.read_bytes()
         url = "http://127.0.0.1/warm-up.html"
