@@ -11,9 +11,10 @@ from __future__ import annotations
 from urllib.parse import urljoin, urlsplit
 
 from scrapy import Request, Spider
-from scrapy.http import Response
 from scrapy.crawler import Crawler
+from scrapy.downloadermiddlewares.redirect import MetaRefreshMiddleware
 from scrapy.exceptions import IgnoreRequest
+from scrapy.http import HtmlResponse, Response
 
 from crawler.urls import is_fetchable_url, is_private_address
 
@@ -68,3 +69,22 @@ class RedirectGuardMiddleware:
         if target.split("#")[0] in chain:
             raise RedirectLoop(f"redirect loop: {' -> '.join([*chain, target])}")
         return response
+
+
+class HeadMetaRefreshMiddleware(MetaRefreshMiddleware):
+    """Scrapy's meta-refresh redirects, read from the head of the page only.
+
+    Scrapy looks for the refresh tag in the first 4,096 characters, but decodes the whole page to
+    find them, and the response keeps that decoded copy (up to four times the page's size) until
+    its article has come back from the extraction workers. Given the bytes that can hold those
+    characters, it finds the same tag and decodes a few kilobytes.
+    """
+
+    HEAD_BYTES = 4 * 4096  # 4,096 characters of UTF-8 at most
+
+    def process_response(self, request: Request, response: Response, spider: Spider | None = None):
+        if not isinstance(response, HtmlResponse) or len(response.body) <= self.HEAD_BYTES:
+            return super().process_response(request, response)
+        head = response.replace(body=response.body[: self.HEAD_BYTES])
+        redirected = super().process_response(request, head)
+        return response if redirected is head else redirected

@@ -44,6 +44,9 @@ DOWNLOADER_MIDDLEWARES = {
     "crawler.robotstxt.RobotsTxtMiddleware": 100,
     # before Scrapy's RedirectMiddleware (600) sees a 3xx: names loops and non-http targets
     "crawler.middlewares.RedirectGuardMiddleware": 650,
+    # Scrapy's decodes each whole page to read its first 4 KB, and keeps the copy
+    "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
+    "crawler.middlewares.HeadMetaRefreshMiddleware": 580,
 }
 # Scrapy's depth tracking only counts link depth for DEPTH_LIMIT and stats; listing pages
 # count their own pagination depth (max_pages, spiders/sources.py): it is work per page for nothing

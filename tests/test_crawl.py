@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 
+from crawler.demo_server import SiteServer
 from storage.store import ArticleStore
 from tests.conftest import ROOT, rows, run_armswatch
 
@@ -125,3 +126,42 @@ def test_an_article_the_database_refuses_is_recorded_and_its_batch_is_kept(site,
     errors = rows(db, "select url, error_class, message from fetch_errors where error_class = 'storage'")
     assert len(errors) == 1 and errors[0]["url"].endswith("iran-drones.html")
     assert "refused by the test" in errors[0]["message"]
+
+
+def _page(title: str, head_extra: str, body: str) -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>{head_extra}</head>"
+            f"<body><article><h1>{title}</h1>{body}</article></body></html>")
+
+
+def test_a_moved_article_is_followed_through_its_meta_refresh(tmp_path):
+    """Pages that moved say so in their head (<meta http-equiv=refresh>): the article is stored
+    under its new address. The tag counts within the page's first 4,096 characters, as Scrapy
+    reads them: in Cyrillic that is more than 4,096 bytes."""
+    story = ("<p>Russia received a new batch of Shahed drones from Iran this week, according to"
+             " Ukrainian military intelligence, which tracked the deliveries by rail.</p>") * 6
+    filler = "<p>" + "Архивная заметка без значения. " * 40 + "</p>"
+    refresh = '<meta http-equiv="refresh" content="0; url={}">'
+    pages = {
+        "moved.html": _page("Moved", refresh.format("/new/drones.html"), filler * 30),
+        # 3,000 Cyrillic characters (6,000 bytes) come before the tag
+        "moved-ru.html": _page("Перенесено", "<meta name='x' content='" + "я" * 3000 + "'>" + refresh.format("/new/shells.html"), filler * 30),
+        "new/drones.html": _page("Iran sends more Shahed drones to Russia", "", story),
+        "new/shells.html": _page("North Korea ships artillery shells to Russia", "", story.replace("Shahed drones from Iran", "shells from North Korea")),
+    }
+    for name, html in pages.items():
+        (tmp_path / "web" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "web" / name).write_text(html, encoding="utf-8")
+    assert len(pages["moved.html"].encode()) > 20_000
+    items = "".join(f"<item><title>{n}</title><link>{{base}}/{n}</link></item>" for n in ("moved.html", "moved-ru.html"))
+    with SiteServer(tmp_path / "web") as server:
+        (tmp_path / "web" / "feed.xml").write_text(
+            '<?xml version="1.0"?><rss version="2.0"><channel><title>Moves</title><link>{base}/</link>'
+            f"<description>d</description>{items}</channel></rss>".format(base=server.base_url), encoding="utf-8"
+        )
+        result = run_armswatch("crawl", "--feed", f"{server.base_url}/feed.xml", "--db", str(tmp_path / "x.db"))
+    assert result.returncode == 0, result.stderr
+    stored = rows(tmp_path / "x.db", "select url, title from articles order by url")
+    assert [(r["url"].split("/", 3)[3], r["title"]) for r in stored] == [
+        ("new/drones.html", "Iran sends more Shahed drones to Russia"),
+        ("new/shells.html", "North Korea ships artillery shells to Russia"),
+    ]
