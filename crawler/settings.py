@@ -54,6 +54,7 @@ SPIDER_MIDDLEWARES = {"scrapy.spidermiddlewares.depth.DepthMiddleware": None}
 ARMSWATCH_ALLOW_PRIVATE_ADDRESSES = True
 
 TELNETCONSOLE_ENABLED = False
+EXTENSIONS = {"crawler.extensions.FreeMemoryReturner": 500}
 LOG_LEVEL = "INFO"
 
 ITEM_PIPELINES = {

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from crawler.extraction_server import WORKER_NICENESS
 from crawler.items import PageItem
-from crawler.memory import return_large_allocations
+from crawler.memory import give_back_free_memory, return_large_allocations
 from crawler.processing import init_worker, process_page
 from crawler.rules import DEFAULT_RULE_SETS
 
@@ -69,4 +69,5 @@ if hasattr(os, "nice"):
     os.nice(WORKER_NICENESS)  # and this priority
 warm_up()
 gc.collect()
+give_back_free_memory()  # what the warm-up freed, before the workers inherit it
 gc.freeze()
