@@ -85,6 +85,11 @@ class HeadMetaRefreshMiddleware(MetaRefreshMiddleware):
     def process_response(self, request: Request, response: Response, spider: Spider | None = None):
         if not isinstance(response, HtmlResponse) or len(response.body) <= self.HEAD_BYTES:
             return super().process_response(request, response)
-        head = response.replace(body=response.body[: self.HEAD_BYTES])
+        # not response.replace(): it copies the encoding, which for a page that declares none
+        # means decoding all of it to guess
+        head = HtmlResponse(
+            response.url, status=response.status, headers=response.headers,
+            body=response.body[: self.HEAD_BYTES], request=response.request,
+        )
         redirected = super().process_response(request, head)
         return response if redirected is head else redirected
