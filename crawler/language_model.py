@@ -35,21 +35,27 @@ _LAYOUT = "layout.json"  # written last: a directory without it is not a finishe
 
 
 def cache_dir() -> Path:
-    """$ARMSWATCH_CACHE_DIR, else the XDG cache directory's armswatch folder."""
+    """$ARMSWATCH_CACHE_DIR, else the XDG cache directory's armswatch folder.
+
+    ValueError when neither names an absolute path (no home directory, as under some cron setups)."""
     if os.environ.get(CACHE_DIR_ENV):
-        return Path(os.environ[CACHE_DIR_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "armswatch"
+        folder = Path(os.environ[CACHE_DIR_ENV])
+    else:
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "armswatch"
+    if not folder.is_absolute():
+        raise ValueError(f"no absolute cache folder ({folder}): set {CACHE_DIR_ENV}")
+    return folder
 
 
 def install(directory: Path | None = None) -> bool:
     """Make py3langid's module-level identifier (used by py3langid.rank/classify) the mapped one.
 
     False, and py3langid left to load its own, when the cache cannot be built or mapped."""
-    folder = (directory or cache_dir()) / _model_key()
+    folder = directory
     try:
+        folder = (directory or cache_dir()) / _model_key()
         identifier = _mapped_or_unpacked(folder)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         LOGGER.warning("language model cache %s unusable, loading py3langid's model instead: %s", folder, exc)
         return False
     py3langid.langid.IDENTIFIER = identifier
@@ -83,7 +89,7 @@ def _mapped_or_unpacked(folder: Path) -> py3langid.langid.LanguageIdentifier:
     if (folder / _LAYOUT).exists():
         try:
             return mapped_identifier(folder)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             LOGGER.warning("language model cache %s damaged (%s): unpacking it again", folder, exc)
             shutil.rmtree(folder, ignore_errors=True)  # processes that mapped it keep their mapping
     _unpack(folder)

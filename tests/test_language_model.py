@@ -81,6 +81,17 @@ def test_the_cache_folder_is_the_users_or_the_one_configured(monkeypatch, tmp_pa
     assert language_model.cache_dir() == tmp_path / "mine"
 
 
+def test_without_a_home_folder_the_model_is_loaded_as_it_ships(monkeypatch, shipped, identifier_restored, caplog):
+    """cron may run armswatch with no HOME: nothing is written in the working folder then."""
+    for name in (language_model.CACHE_DIR_ENV, "XDG_CACHE_HOME", "HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("os.path.expanduser", lambda path: path)  # no home in the password database either
+    langid.IDENTIFIER = None
+    assert not language_model.install()
+    assert language_model.CACHE_DIR_ENV in caplog.text
+    assert langid.rank(TEXTS[0]) == shipped.rank(TEXTS[0])
+
+
 # In a process of its own: the preload freezes the collector and changes py3langid's tables.
 WORKERS_MODEL = """
 from array import array
