@@ -18,6 +18,10 @@ CONCURRENT_REQUESTS_PER_DOMAIN = 2
 # items handled at once per response: an article page yields one, and Scrapy starts this many
 # tasks for every response whatever it yields (100 by default)
 CONCURRENT_ITEMS = 8
+# pages downloaded and waiting for an extraction worker before Scrapy stops fetching more (5 MB by
+# default): 2 MB is still some twenty pages ahead of two workers. Crawl benchmark, 4 A/B pairs:
+# peak PSS -5 MB, pages/s the same within 1%
+SCRAPER_SLOT_MAX_ACTIVE_SIZE = 2_000_000
 DOWNLOAD_DELAY = 0.25
 AUTOTHROTTLE_ENABLED = True
 AUTOTHROTTLE_START_DELAY = 0.25
