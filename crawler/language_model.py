@@ -25,12 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import py3langid.langid
-from py3langid.modelio import load_model
 
 LOGGER = logging.getLogger(__name__)
 
 CACHE_DIR_ENV = "ARMSWATCH_CACHE_DIR"
-SHIPPED_MODEL = py3langid.langid.MODEL_DIR / py3langid.langid.MODEL_FILE
 _LAYOUT = "layout.json"  # written last: a directory without it is not a finished cache
 
 
@@ -55,7 +53,7 @@ def install(directory: Path | None = None) -> bool:
     try:
         folder = (directory or cache_dir()) / _model_key()
         identifier = _mapped_or_unpacked(folder)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except Exception as exc:  # a py3langid release that keeps its model otherwise: only the saving is lost
         LOGGER.warning("language model cache %s unusable, loading py3langid's model instead: %s", folder, exc)
         return False
     py3langid.langid.IDENTIFIER = identifier
@@ -129,20 +127,27 @@ def _map(path: Path, spec: dict) -> np.ndarray:
     return np.frombuffer(mapping, dtype=dtype).reshape(spec["shape"])
 
 
+def _shipped_model() -> Path:
+    return Path(py3langid.langid.MODEL_DIR) / py3langid.langid.MODEL_FILE
+
+
 def _model_key() -> str:
     """Names the unpacked copy after py3langid's version and its model file, so an upgrade unpacks anew."""
     try:
         release = version("py3langid")
     except PackageNotFoundError:
         release = "unknown"
-    stat = SHIPPED_MODEL.stat()
-    digest = hashlib.sha256(f"{SHIPPED_MODEL}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    model = _shipped_model()
+    stat = model.stat()
+    digest = hashlib.sha256(f"{model}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
     return f"py3langid-{release}-{digest[:12]}"
 
 
 def _unpack(folder: Path) -> None:
     """Write py3langid's arrays raw into `folder`, atomically: a concurrent run sees all or nothing."""
-    ptc, pc, classes, nextmove, row, output = load_model(SHIPPED_MODEL)
+    from py3langid.modelio import load_model  # py3langid's own reader (0.4): a later layout fails here, not at import
+
+    ptc, pc, classes, nextmove, row, output = load_model(_shipped_model())
     arrays = {
         "ptc": np.ascontiguousarray(ptc),
         "pc": np.asarray(pc, dtype=np.float32),

@@ -125,3 +125,15 @@ def test_the_workers_language_model_answers_as_py3langid_ships_it(tmp_path, cach
     kind, verdict = done.stdout.split()
     assert verdict == "same"
     assert kind == ("memoryview" if cache == "usable" else "array")
+
+
+def test_a_py3langid_that_keeps_its_model_otherwise_only_costs_the_saving(tmp_path, monkeypatch, shipped, identifier_restored, caplog):
+    """A later release reading its model into other types: the mapping is skipped, never the detection."""
+    import py3langid.modelio
+
+    reads = py3langid.modelio.load_model
+    monkeypatch.setattr(py3langid.modelio, "load_model", lambda path: tuple(list(part) if hasattr(part, "typecode") else part for part in reads(path)))
+    langid.IDENTIFIER = None
+    assert not language_model.install(tmp_path)
+    assert "loading py3langid's model instead" in caplog.text
+    assert langid.rank(TEXTS[1]) == shipped.rank(TEXTS[1])
