@@ -5,7 +5,7 @@ it: a DFA over byte n-grams (39 MB) and a log-probability row per n-gram (28 MB)
 few hundred DFA rows and n-grams; the 181 benchmark pages and the fixtures, in eleven languages,
 read 30 of the 67 MB. Unpacked once into the cache directory and mapped, the rest stays on disk,
 the pages read are shared by every process that maps them (and with the next run), and a process
-maps the model in a millisecond. The arrays are py3langid's own, so are its answers.
+maps the model in some 20 ms. The arrays are py3langid's own, so are its answers.
 
 Where the cache cannot be written or read, py3langid loads its model as it ships.
 """
@@ -111,7 +111,7 @@ def mapped_identifier(folder: Path) -> py3langid.langid.LanguageIdentifier:
 
 
 def _map(path: Path, spec: dict) -> np.ndarray:
-    """The array stored raw in `path`, read through a private read-only mapping.
+    """The array stored raw in `path`, read through a read-only mapping of the file.
 
     MADV_RANDOM: a DFA row or an n-gram row is a few hundred bytes at a random place, and the
     kernel's read-ahead would otherwise bring in their neighbours too."""
