@@ -57,7 +57,6 @@ def install(directory: Path | None = None) -> bool:
         LOGGER.warning("language model cache %s unusable, loading py3langid's model instead: %s", folder, exc)
         return False
     py3langid.langid.IDENTIFIER = identifier
-    share_language_model()
     return True
 
 

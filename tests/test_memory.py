@@ -11,16 +11,25 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Both scripts below start with this: the process's resident memory, as the system counts it.
+RESIDENT_KB = """
+def resident_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+"""
+
+
+def still_held_mb(script: str, mode: str) -> float:
+    """What a script run in a process of its own, in `mode`, prints: the MB it still holds."""
+    done = subprocess.run([sys.executable, "-c", RESIDENT_KB + script, mode], cwd=ROOT, capture_output=True, text=True, check=True)
+    return float(done.stdout)
+
 # Frees 100 blocks of 300 KB after one of 1 MB, with small blocks kept between them: what a run of
 # pages leaves behind. Prints how much of it the process still holds.
 PAGES_COME_AND_GO = """
 import sys
 from crawler.memory import return_large_allocations
-
-def resident_kb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
 
 if sys.argv[1] == "returned":
     assert return_large_allocations()
@@ -36,15 +45,10 @@ print((resident_kb() - before) / 1024)
 """
 
 
-def still_held_mb(mode: str) -> float:
-    done = subprocess.run([sys.executable, "-c", PAGES_COME_AND_GO, mode], cwd=ROOT, capture_output=True, text=True, check=True)
-    return float(done.stdout)
-
-
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="allocation thresholds are a glibc setting")
 def test_memory_of_pages_done_with_goes_back_to_the_system():
-    assert still_held_mb("returned") < 3
-    assert still_held_mb("as glibc starts") > 15  # what the setting is for: the same run without it
+    assert still_held_mb(PAGES_COME_AND_GO, "returned") < 3
+    assert still_held_mb(PAGES_COME_AND_GO, "as glibc starts") > 15  # what the setting is for: the same run without it
 
 
 # Frees 20,000 blocks of 3 KB with one in fifty kept between them: responses and articles that
@@ -52,11 +56,6 @@ def test_memory_of_pages_done_with_goes_back_to_the_system():
 SMALL_BLOCKS_COME_AND_GO = """
 import sys
 from crawler.memory import give_back_free_memory, return_large_allocations
-
-def resident_kb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
 
 return_large_allocations()
 before = resident_kb()
@@ -72,12 +71,7 @@ print((resident_kb() - before) / 1024)
 """
 
 
-def still_held_after_small_blocks_mb(mode: str) -> float:
-    done = subprocess.run([sys.executable, "-c", SMALL_BLOCKS_COME_AND_GO, mode], cwd=ROOT, capture_output=True, text=True, check=True)
-    return float(done.stdout)
-
-
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
 def test_free_heap_pages_between_live_blocks_go_back_to_the_system():
-    assert still_held_after_small_blocks_mb("given back") < 10
-    assert still_held_after_small_blocks_mb("kept") > 40  # what the call is for: the same run without it
+    assert still_held_mb(SMALL_BLOCKS_COME_AND_GO, "given back") < 10
+    assert still_held_mb(SMALL_BLOCKS_COME_AND_GO, "kept") > 40  # what the call is for: the same run without it
