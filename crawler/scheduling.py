@@ -332,9 +332,10 @@ class CrawlScheduler:
         desired = group_sources(self.config, self.intervals)
         for key in set(self.groups) - set(desired):
             self.scheduler.remove_job(_job_id(key))
+        known, self.groups = self.groups, desired  # before any job is added: a job due now fires at once and reads it
         now = datetime.now(timezone.utc)
         for key, names in desired.items():
-            if key in self.groups:
+            if key in known:
                 continue
             trigger = make_trigger(key, self.config.schedule.jitter)
             if key[0] == "interval":
@@ -347,7 +348,6 @@ class CrawlScheduler:
                 self.due, trigger, args=[key], id=_job_id(key), name=f"{key[0]} {key[1]}", next_run_time=first
             )
             logger.info("%s every %s, next at %s", ", ".join(names), every, f"{first.astimezone():%Y-%m-%d %H:%M:%S %Z}")
-        self.groups = desired
 
     # the loop ---------------------------------------------------------------------------------
 
