@@ -19,7 +19,7 @@ import logging
 import re
 import tomllib
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -380,7 +380,8 @@ def assign_story(
                                          old.article_id, score, signals)
         decision = StoryDecision(article_id, story_id, method, False, old.article_id, score, signals)
     if cache is not None:
-        cache.add(_Item(article_id, seen, article["language"], tags, fp, story_id))
+        # as a candidate it is only compared: its index keys (40% of it) are not kept
+        cache.add(_Item(article_id, seen, article["language"], tags, replace(fp, bands=(), evidence=()), story_id))
     return decision
 
 

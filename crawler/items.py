@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a run holds one per article it has still to fetch
 class FeedEntry:
     """What a feed, sitemap or listing page said about an article before we fetched it."""
 

@@ -4,7 +4,8 @@ A source is a feed, a (news) sitemap, a listing page, or a homepage whose feeds 
 discovered. Its first document gets a conditional GET (ETag / Last-Modified) and is
 skipped when its body is one already seen; the documents it leads to (child sitemaps,
 further listing pages, discovered feeds) become FeedEntry records, and only article
-pages not stored yet are requested. The validators of a source are saved when the crawl
+pages not stored yet are requested: they wait in the ArticleFrontier (spiders/frontier.py),
+which hands them to Scrapy a few per site at a time. The validators of a source are saved when the crawl
 finishes, never before, so a run killed halfway is completed by the next one instead of
 being answered by 304. Health is written once per source and run before any of its
 article pages is requested, so the pipeline can count new articles against it.
@@ -22,6 +23,7 @@ from typing import Any
 import scrapy
 from scrapy import Request
 from scrapy.crawler import Crawler
+from scrapy.exceptions import DontCloseSpider
 from scrapy.http import Response
 from twisted.python.failure import Failure
 
@@ -32,6 +34,7 @@ from crawler.items import FeedEntry, PageItem
 from crawler.urls import canonical_url, is_fetchable_url
 from spiders.discovery import announced_feeds, common_feed_urls
 from spiders.feeds import FeedParseError, parse_feed
+from spiders.frontier import ArticleFrontier
 from spiders.listings import ListingError, parse_listing
 from spiders.sitemaps import SitemapError, parse_sitemap
 from storage.store import ArticleStore
@@ -51,6 +54,9 @@ CHILD_SITEMAP = "child sitemap"
 NEXT_PAGE = "next page"  # page 2.. of a listing
 
 READ_ERRORS = (FeedParseError, SitemapError, ListingError, ValueError)
+# Article requests out per site at once, as a multiple of the per-site concurrency: enough that
+# the downloader never waits for the frontier
+AHEAD_PER_CONCURRENT_REQUEST = 4
 
 
 @dataclass
@@ -88,12 +94,17 @@ class SourcesSpider(scrapy.Spider):
         self.run_id: int | None = None
         self.pending_validators: dict[str, tuple[str | None, str | None, str]] = {}
         self.runs: dict[str, SourceRun] = {}
+        self.frontier = ArticleFrontier(AHEAD_PER_CONCURRENT_REQUEST * 2)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> SourcesSpider:
         spider = super().from_crawler(crawler, *args, **kwargs)
+        per_site = crawler.settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN")
+        spider.frontier = ArticleFrontier(AHEAD_PER_CONCURRENT_REQUEST * max(1, per_site))
         crawler.signals.connect(spider.on_opened, signal=scrapy.signals.spider_opened)
         crawler.signals.connect(spider.on_closed, signal=scrapy.signals.spider_closed)
+        crawler.signals.connect(spider.on_request_dropped, signal=scrapy.signals.request_dropped)
+        crawler.signals.connect(spider.on_idle, signal=scrapy.signals.spider_idle)
         return spider
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -210,6 +221,7 @@ class SourcesSpider(scrapy.Spider):
         if validators is not None and source.name not in self.pending_validators:
             self.pending_validators[source.name] = validators
         yield from requests
+        self.release_articles()
 
     # -- one reader per source type ----------------------------------------------------------
 
@@ -219,7 +231,8 @@ class SourcesSpider(scrapy.Spider):
             entries = entries[: source.max_items]
         self.runs[source.name].feed_found = True
         self.source_ok(source, "ok", response.status, len(entries))
-        return self.article_requests(source, entries)
+        self.queue_articles(source, entries)
+        return []
 
     def read_sitemap(self, source: Source, response: Response) -> Iterable[Request]:
         since = None
@@ -230,7 +243,8 @@ class SourcesSpider(scrapy.Spider):
         entries = parsed.entries[: source.max_items] if source.max_items else parsed.entries
         self.source_ok(source, "ok", response.status, len(entries))
         depth = response.meta.get("depth_in_source", 0)
-        requests = list(self.article_requests(source, entries))
+        self.queue_articles(source, entries)
+        requests = []
         if parsed.children and depth < MAX_SITEMAP_DEPTH:
             for url in parsed.children[:MAX_SITEMAP_CHILDREN]:
                 if is_fetchable_url(url):
@@ -242,11 +256,11 @@ class SourcesSpider(scrapy.Spider):
         parsed = parse_listing(_text_of(response), response.url, source.selector)
         entries = parsed.entries[: source.max_items] if source.max_items else parsed.entries
         self.source_ok(source, "ok", response.status, len(entries))
-        requests = list(self.article_requests(source, entries))
+        queued = self.queue_articles(source, entries)
         # Older pages of a listing hold older articles: stop paging once a page brings nothing new.
-        if parsed.next_page and page < source.max_pages and (requests or self.refresh):
-            requests.append(self.document_request(source, parsed.next_page, NEXT_PAGE, conditional=False, page_number=page + 1))
-        return requests
+        if parsed.next_page and page < source.max_pages and (queued or self.refresh):
+            return [self.document_request(source, parsed.next_page, NEXT_PAGE, conditional=False, page_number=page + 1)]
+        return []
 
     def discover_feeds(self, source: Source, response: Response) -> Iterable[Request]:
         feeds = announced_feeds(_text_of(response), response.url)
@@ -263,7 +277,9 @@ class SourcesSpider(scrapy.Spider):
 
     # -- article pages -------------------------------------------------------------------
 
-    def article_requests(self, source: Source, entries: Iterable[FeedEntry]) -> Iterable[Request]:
+    def queue_articles(self, source: Source, entries: Iterable[FeedEntry]) -> int:
+        """Put the articles not stored yet in the frontier; how many were new to this run."""
+        queued = 0
         for entry in entries:
             if not is_fetchable_url(entry.link):
                 self.crawler.stats.inc_value("armswatch/links_refused")
@@ -273,16 +289,43 @@ class SourcesSpider(scrapy.Spider):
             if not self.refresh and (self.store.known_url(url) or self.store.known_url(entry.link)):
                 self.crawler.stats.inc_value("armswatch/links_known")
                 continue
+            if self.frontier.add(source, entry, url) is None:
+                self.crawler.stats.inc_value("armswatch/links_repeated")  # listed by two feeds of this run
+                continue
+            queued += 1
+        return queued
+
+    def release_articles(self, sites: list[str] | None = None) -> None:
+        """Hand Scrapy the article requests the frontier lets out now."""
+        for site, (source, entry, url) in self.frontier.take(sites):
             headers = {"User-Agent": source.user_agent} if source.user_agent else {}
-            yield Request(
-                url,
-                callback=self.parse_article,
-                errback=self.article_failed,
-                headers=headers,
-                meta={"source": source, "entry": entry, "canonical": url},
+            self.crawler.engine.crawl(
+                Request(
+                    url,
+                    callback=self.parse_article,
+                    errback=self.article_failed,
+                    headers=headers,
+                    meta={"source": source, "entry": entry, "canonical": url, "frontier_site": site},
+                )
             )
 
+    def article_finished(self, request: Request) -> None:
+        site = request.meta["frontier_site"]
+        self.frontier.finished(site)
+        self.release_articles([site])
+
+    def on_request_dropped(self, request: Request, spider: scrapy.Spider) -> None:
+        if "frontier_site" in request.meta:  # a redirect to a page this run already fetched
+            self.article_finished(request)
+
+    def on_idle(self, spider: scrapy.Spider) -> None:
+        if len(self.frontier):
+            self.frontier.nothing_out()
+            self.release_articles()
+            raise DontCloseSpider
+
     def parse_article(self, response: Response) -> Iterable[PageItem]:
+        self.article_finished(response.request)
         source: Source = response.meta["source"]
         self.crawler.stats.inc_value("armswatch/pages_fetched")
         headers = {
@@ -303,6 +346,7 @@ class SourcesSpider(scrapy.Spider):
 
     def article_failed(self, failure: Failure) -> None:
         request = failure.request
+        self.article_finished(request)
         source: Source = request.meta["source"]
         error_class, message = classify_failure(failure)
         self.note_error(source, request.url, error_class, message)

@@ -1,0 +1,80 @@
+"""A run names thousands of articles at once; the frontier lets them out a few per site at a time."""
+
+from __future__ import annotations
+
+import pytest
+
+from crawler.config import Source
+from crawler.items import FeedEntry
+from spiders.frontier import ArticleFrontier
+
+BIG = Source(name="big", url="http://big.example/feed.xml")
+SMALL = Source(name="small", url="http://small.example/feed.xml")
+
+
+def queue(frontier: ArticleFrontier, source: Source, host: str, count: int) -> None:
+    for i in range(count):
+        url = f"http://{host}/story-{i}.html"
+        frontier.add(source, FeedEntry(link=url), url)
+
+
+def urls(taken) -> list[str]:
+    return [url for _site, (_source, _entry, url) in taken]
+
+
+def test_a_site_with_a_long_backlog_leaves_room_for_the_others():
+    frontier = ArticleFrontier(ahead_per_site=3)
+    queue(frontier, BIG, "big.example", 1000)
+    queue(frontier, SMALL, "small.example", 2)
+
+    out = urls(frontier.take())
+
+    assert out == [
+        "http://big.example/story-0.html", "http://big.example/story-1.html", "http://big.example/story-2.html",
+        "http://small.example/story-0.html", "http://small.example/story-1.html",
+    ]
+    assert len(frontier) == 997
+    assert urls(frontier.take()) == []  # the big site has its three out
+
+
+def test_each_finished_request_lets_the_next_article_of_its_site_out_in_feed_order():
+    frontier = ArticleFrontier(ahead_per_site=2)
+    queue(frontier, BIG, "big.example", 5)
+    assert urls(frontier.take()) == ["http://big.example/story-0.html", "http://big.example/story-1.html"]
+
+    frontier.finished("big.example")
+    assert urls(frontier.take(["big.example"])) == ["http://big.example/story-2.html"]
+    frontier.finished("big.example")
+    frontier.finished("big.example")
+    assert urls(frontier.take(["big.example"])) == ["http://big.example/story-3.html", "http://big.example/story-4.html"]
+    assert len(frontier) == 0 and frontier.waiting == {}
+
+
+def test_an_article_listed_twice_in_one_run_is_queued_once():
+    frontier = ArticleFrontier(ahead_per_site=5)
+    url = "http://big.example/story.html"
+    assert frontier.add(BIG, FeedEntry(link=url), url) == "big.example"
+    assert frontier.add(SMALL, FeedEntry(link=url + "?utm_source=x"), url) is None
+    assert urls(frontier.take()) == [url]
+
+
+def test_when_scrapy_is_idle_every_site_gets_its_full_allowance_again():
+    frontier = ArticleFrontier(ahead_per_site=2)
+    queue(frontier, BIG, "big.example", 4)
+    assert len(urls(frontier.take())) == 2
+    # two requests ended without a word to the frontier; Scrapy went idle
+    frontier.nothing_out()
+    assert urls(frontier.take()) == ["http://big.example/story-2.html", "http://big.example/story-3.html"]
+
+
+def test_extra_finished_calls_never_let_more_than_the_allowance_out():
+    frontier = ArticleFrontier(ahead_per_site=1)
+    queue(frontier, BIG, "big.example", 3)
+    frontier.finished("big.example")
+    frontier.finished("big.example")
+    assert len(urls(frontier.take())) == 1
+
+
+def test_an_allowance_below_one_is_refused():
+    with pytest.raises(ValueError, match="ahead_per_site"):
+        ArticleFrontier(ahead_per_site=0)
