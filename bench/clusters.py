@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from crawler.clustering import assign_story
-from crawler.items import Article, Match, ProcessedArticle
-from storage.store import ArticleStore, text_hash
+from crawler.items import Article, Match, ProcessedArticle, text_hash
+from storage.store import ArticleStore
 
 DEVSET = Path(__file__).resolve().parent.parent / "tests" / "clusters_devset"
 

@@ -6,6 +6,7 @@ and read the same in every stage.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,5 +86,11 @@ class ProcessedArticle:
     matches: tuple[Match, ...] = field(default_factory=tuple)
     error: str | None = None
     state_affiliated: bool = False
-    content_hash: str | None = None
+    content_hash: str | None = None  # text_hash(article.text)
     fingerprint: Any = None  # crawler.fingerprints.Fingerprint, for story clustering
+
+
+def text_hash(text: str) -> str:
+    """What tells a changed article from a repeat. Here, not in storage: the extraction workers
+    compute it, and storage's import brings sqlite-utils, click and pluggy (4 MB) into them."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from crawler.items import PageItem, ProcessedArticle
+from crawler.items import PageItem, ProcessedArticle, text_hash
 from crawler.rules import DEFAULT_RULE_SETS, load_rules
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,6 @@ def worker_ready() -> bool:
 def process_page(page: PageItem, rule_specs: tuple[str, ...] = DEFAULT_RULE_SETS) -> ProcessedArticle:
     """PageItem -> ProcessedArticle; never raises (errors are returned, to be recorded)."""
     from crawler.extraction import extract_article
-    from storage.store import text_hash
 
     try:
         if _rules is None:

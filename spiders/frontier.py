@@ -10,7 +10,7 @@ backlog or slow answers holds only its own share of Scrapy's queue, never the ot
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from urllib.parse import urlsplit
 
 from crawler.config import Source
@@ -47,7 +47,7 @@ class ArticleFrontier:
         self.waiting.setdefault(site, deque()).append((source, entry, url))
         return site
 
-    def take(self, sites: Iterator[str] | list[str] | set[str] | None = None) -> Iterator[tuple[str, Waiting]]:
+    def take(self, sites: Iterable[str] | None = None) -> Iterator[tuple[str, Waiting]]:
         """The articles that may go out now, from `sites` (all by default), in the order they came."""
         for site in list(self.waiting if sites is None else sites):
             queue = self.waiting.get(site)

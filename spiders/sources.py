@@ -94,7 +94,7 @@ class SourcesSpider(scrapy.Spider):
         self.run_id: int | None = None
         self.pending_validators: dict[str, tuple[str | None, str | None, str]] = {}
         self.runs: dict[str, SourceRun] = {}
-        self.frontier = ArticleFrontier(AHEAD_PER_CONCURRENT_REQUEST * 2)
+        self.frontier: ArticleFrontier  # sized from the crawler's settings in from_crawler
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> SourcesSpider:

@@ -8,7 +8,6 @@ is flagged or queued twice (unique keys make every write idempotent).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -20,7 +19,7 @@ from typing import Any
 
 import sqlite_utils
 
-from crawler.items import Match, ProcessedArticle
+from crawler.items import Match, ProcessedArticle, text_hash
 from storage.schema import migrate
 
 BUSY_TIMEOUT_MS = 30_000
@@ -28,10 +27,6 @@ BUSY_TIMEOUT_MS = 30_000
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
