@@ -319,7 +319,8 @@ class SourcesSpider(scrapy.Spider):
             self.article_finished(request)
 
     def on_idle(self, spider: scrapy.Spider) -> None:
-        if len(self.frontier):
+        if len(self.frontier):  # some request ended without a word to the frontier: a bug, but nothing is lost
+            self.logger.warning("%d articles still waiting when Scrapy went idle: letting them out", len(self.frontier))
             self.frontier.nothing_out()
             self.release_articles()
             raise DontCloseSpider

@@ -165,3 +165,45 @@ def test_a_moved_article_is_followed_through_its_meta_refresh(tmp_path):
         ("new/drones.html", "Iran sends more Shahed drones to Russia"),
         ("new/shells.html", "North Korea ships artillery shells to Russia"),
     ]
+
+
+def test_a_feed_longer_than_the_per_site_allowance_is_crawled_whole(tmp_path):
+    """Articles wait in the frontier and go out a few at a time (4 per concurrent request):
+    with one request per site at a time, 30 articles need every answer to let the next one out."""
+    root = tmp_path / "web"
+    (root / "news").mkdir(parents=True)
+    for i in range(30):
+        paragraphs = "".join(
+            f"<p>Report {i}, part {k}: the ministry published figures on grain exports, rail freight and "
+            f"port traffic for district {i * 7 + k}, with comparisons to the previous season.</p>"
+            for k in range(4)
+        )
+        (root / "news" / f"story-{i}.html").write_text(
+            f"<html><head><title>Story {i}</title></head><body><article><h1>Story {i}</h1>{paragraphs}"
+            "</article></body></html>", encoding="utf-8")
+    with SiteServer(root) as server:
+        items = "".join(
+            f"<item><title>Story {i}</title><link>{server.base_url}/news/story-{i}.html</link></item>" for i in range(30)
+        )
+        # the same article twice more: under a tracking parameter, and in a second feed
+        items += f"<item><title>Story 0 again</title><link>{server.base_url}/news/story-0.html?utm_source=rss</link></item>"
+        (root / "feed.xml").write_text(f'<?xml version="1.0"?><rss version="2.0"><channel><title>Wire</title>{items}</channel></rss>')
+        (root / "other.xml").write_text(
+            f'<?xml version="1.0"?><rss version="2.0"><channel><title>Other</title><item><title>Story 5</title>'
+            f"<link>{server.base_url}/news/story-5.html</link></item></channel></rss>")
+        config = tmp_path / "one-at-a-time.toml"
+        config.write_text(
+            f'[crawl]\ndb = "{tmp_path / "x.db"}"\nconcurrency_per_domain = 1\ndownload_delay = 0\n\n'
+            f'[[sources]]\nname = "wire"\nurl = "{server.base_url}/feed.xml"\n\n'
+            f'[[sources]]\nname = "other"\nurl = "{server.base_url}/other.xml"\n'
+        )
+        result = run_armswatch("crawl", "--config", str(config))
+        fetched = [p for p in server.request_log if p.startswith("/news/")]
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "30 new articles" in result.stdout
+    assert "still waiting when Scrapy went idle" not in result.stderr  # each answer let the next one out
+    assert sorted(fetched) == sorted(f"/news/story-{i}.html" for i in range(30))  # each page once
+    stored = rows(tmp_path / "x.db", "select url from articles")
+    assert sorted(r["url"].rsplit("/", 1)[1] for r in stored) == sorted(f"story-{i}.html" for i in range(30))
+    assert rows(tmp_path / "x.db", "select exit_reason from crawl_runs") == [{"exit_reason": "finished"}]
