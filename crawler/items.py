@@ -92,5 +92,5 @@ class ProcessedArticle:
 
 def text_hash(text: str) -> str:
     """What tells a changed article from a repeat. Here, not in storage: the extraction workers
-    compute it, and storage's import brings sqlite-utils, click and pluggy (4 MB) into them."""
+    compute it, and storage's import brought sqlite-utils, click and pluggy into them (about 1 MB)."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

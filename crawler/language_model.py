@@ -97,7 +97,7 @@ def mapped_identifier(folder: Path) -> py3langid.langid.LanguageIdentifier:
     """An identifier over the unpacked arrays in `folder`; ValueError if a file does not fit its layout."""
     layout = json.loads((folder / _LAYOUT).read_text())
     arrays = {name: _map(folder / f"{name}.bin", spec) for name, spec in layout["arrays"].items()}
-    identifier = py3langid.langid.LanguageIdentifier(
+    return py3langid.langid.LanguageIdentifier(
         arrays["ptc"],
         np.array(arrays["pc"]),
         layout["classes"],
@@ -106,7 +106,6 @@ def mapped_identifier(folder: Path) -> py3langid.langid.LanguageIdentifier:
         arrays["output"].tolist(),
         tk_row=arrays["row"].tolist(),
     )
-    return identifier
 
 
 def _map(path: Path, spec: dict) -> np.ndarray:

@@ -38,9 +38,14 @@ def canonical_url(url: str) -> str:
     return urlunsplit(urlsplit(normalized)._replace(fragment=""))
 
 
+def host_of(url: str) -> str:
+    """The URL's host, lower-cased ("" if none): also the key Scrapy's downloader groups requests by."""
+    return urlsplit(url).hostname or ""  # .hostname is lower-cased already
+
+
 def is_private_address(url: str) -> bool:
     """True when the URL names a loopback, private, link-local or reserved IP literal or 'localhost'."""
-    host = (urlsplit(url).hostname or "").lower()
+    host = host_of(url)
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:

@@ -11,17 +11,12 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
-from urllib.parse import urlsplit
 
 from crawler.config import Source
 from crawler.items import FeedEntry
+from crawler.urls import host_of
 
 Waiting = tuple[Source, FeedEntry, str]  # the source, its feed entry, the canonical URL
-
-
-def site_of(url: str) -> str:
-    """The key Scrapy's downloader groups requests by (its per-domain concurrency slot)."""
-    return urlsplit(url).hostname or ""
 
 
 class ArticleFrontier:
@@ -43,7 +38,7 @@ class ArticleFrontier:
         if url in self.seen:
             return None
         self.seen.add(url)
-        site = site_of(url)
+        site = host_of(url)  # Scrapy's per-site concurrency slot
         self.waiting.setdefault(site, deque()).append((source, entry, url))
         return site
 
