@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True, slots=True)  # a run holds one per article it has still to fetch
+@dataclass(frozen=True, slots=True)  # a feed of thousands of items makes one per item
 class FeedEntry:
     """What a feed, sitemap or listing page said about an article before we fetched it."""
 

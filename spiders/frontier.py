@@ -2,14 +2,17 @@
 
 A feed, sitemap or listing page names up to thousands of articles at once. Queued in Scrapy's
 scheduler as requests, each costs some 2.4 KB (headers, meta, fingerprint cache, reference
-tracking) until it is fetched: 24 MB for a first run over 10,000 articles. Waiting here, an
-article is the FeedEntry the feed reader already made. Sites take turns, so a site with a long
-backlog or slow answers holds only its own share of Scrapy's queue, never the others'.
+tracking) until it is fetched: 24 MB for a first run over 10,000 articles. Here an article
+waits as a row of a private temporary SQLite database, which spills to a file past a small
+page cache: a feed that puts whole articles in its summaries costs disk, not memory. Sites
+take turns, so a site with a long backlog or slow answers holds only its own share of Scrapy's
+queue, never the others'.
 """
 
 from __future__ import annotations
 
-from collections import Counter, deque
+import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Iterator
 
 from crawler.config import Source
@@ -17,6 +20,20 @@ from crawler.items import FeedEntry
 from crawler.urls import host_of
 
 Waiting = tuple[Source, FeedEntry, str]  # the source, its feed entry, the canonical URL
+
+# Pages of the temporary database kept in memory; the rest live in its file.
+PAGE_CACHE_KIB = 512
+
+_SCHEMA = """
+CREATE TABLE articles (
+    seq INTEGER PRIMARY KEY,
+    url TEXT NOT NULL UNIQUE,  -- canonical; a URL taken once in a run is not taken again
+    site TEXT NOT NULL,
+    source TEXT NOT NULL,
+    link TEXT NOT NULL, title TEXT, published TEXT, summary TEXT, author TEXT
+);
+CREATE INDEX articles_by_site ON articles (site, seq);
+"""
 
 
 class ArticleFrontier:
@@ -26,31 +43,58 @@ class ArticleFrontier:
         if ahead_per_site < 1:
             raise ValueError(f"ahead_per_site must be at least 1, not {ahead_per_site}")
         self.ahead_per_site = ahead_per_site
-        self.waiting: dict[str, deque[Waiting]] = {}
+        self.waiting: dict[str, int] = {}  # articles not let out yet, per site, sites in the order they came
         self.out: Counter[str] = Counter()  # requests handed to Scrapy and not finished yet, per site
-        self.seen: set[str] = set()  # canonical URLs taken in this run: an article listed twice is fetched once
+        self.taken_up_to: Counter[str] = Counter()  # the last `seq` let out, per site
+        self.sources: dict[str, Source] = {}
+        # "" opens a private database in a temporary file, deleted when the connection closes
+        self.db = sqlite3.connect("", isolation_level=None)
+        self.db.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
+        self.db.execute("PRAGMA journal_mode = OFF")  # nothing here must survive a crash
+        self.db.execute("PRAGMA synchronous = OFF")
+        self.db.executescript(_SCHEMA)
 
     def __len__(self) -> int:
-        return sum(len(queue) for queue in self.waiting.values())
+        return sum(self.waiting.values())
 
     def add(self, source: Source, entry: FeedEntry, url: str) -> str | None:
         """Queue an article; its site, or None when this run already has it."""
-        if url in self.seen:
-            return None
-        self.seen.add(url)
         site = host_of(url)  # Scrapy's per-site concurrency slot
-        self.waiting.setdefault(site, deque()).append((source, entry, url))
+        added = self.db.execute(
+            "INSERT OR IGNORE INTO articles (url, site, source, link, title, published, summary, author)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (url, site, source.name, entry.link, entry.title, entry.published, entry.summary, entry.author),
+        ).rowcount
+        if not added:
+            return None
+        self.sources[source.name] = source
+        self.waiting[site] = self.waiting.get(site, 0) + 1
         return site
 
     def take(self, sites: Iterable[str] | None = None) -> Iterator[tuple[str, Waiting]]:
-        """The articles that may go out now, from `sites` (all by default), in the order they came."""
+        """The articles that may go out now, from `sites` (all by default), in the order they came.
+
+        A site's articles are counted out before the first is yielded, so the caller may hand
+        them to Scrapy (and hear back from it) while iterating."""
         for site in list(self.waiting if sites is None else sites):
-            queue = self.waiting.get(site)
-            while queue and self.out[site] < self.ahead_per_site:
-                self.out[site] += 1
-                yield site, queue.popleft()
-            if queue is not None and not queue:
+            room = self.ahead_per_site - self.out[site]
+            if room <= 0 or site not in self.waiting:
+                continue
+            rows = self.db.execute(
+                "SELECT seq, source, url, link, title, published, summary, author FROM articles"
+                " WHERE site = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (site, self.taken_up_to[site], room),
+            ).fetchall()
+            if not rows:
+                continue
+            self.taken_up_to[site] = rows[-1][0]
+            self.out[site] += len(rows)
+            self.waiting[site] -= len(rows)
+            if self.waiting[site] <= 0:
                 del self.waiting[site]
+            for _seq, source, url, link, title, published, summary, author in rows:
+                entry = FeedEntry(link=link, title=title, published=published, summary=summary, author=author)
+                yield site, (self.sources[source], entry, url)
 
     def finished(self, site: str) -> None:
         """One of the site's requests is answered, failed or dropped: room for the next."""
@@ -60,3 +104,7 @@ class ArticleFrontier:
     def nothing_out(self) -> None:
         """Scrapy is idle, so no request is out, whatever the counts say."""
         self.out.clear()
+
+    def close(self) -> None:
+        """Delete the temporary database."""
+        self.db.close()

@@ -4,8 +4,8 @@ A source is a feed, a (news) sitemap, a listing page, or a homepage whose feeds 
 discovered. Its first document gets a conditional GET (ETag / Last-Modified) and is
 skipped when its body is one already seen; the documents it leads to (child sitemaps,
 further listing pages, discovered feeds) become FeedEntry records, and only article
-pages not stored yet are requested: they wait in the ArticleFrontier (spiders/frontier.py),
-which hands them to Scrapy a few per site at a time. The validators of a source are saved when the crawl
+pages not stored yet are requested: they wait in the ArticleFrontier (spiders/frontier.py,
+rows of a temporary SQLite database), which hands them to Scrapy a few per site at a time. The validators of a source are saved when the crawl
 finishes, never before, so a run killed halfway is completed by the next one instead of
 being answered by 304. Health is written once per source and run before any of its
 article pages is requested, so the pipeline can count new articles against it.
@@ -117,6 +117,7 @@ class SourcesSpider(scrapy.Spider):
         assign_unassigned(self.store)  # articles stored before story clustering existed
 
     def on_closed(self, spider: scrapy.Spider, reason: str) -> None:
+        self.frontier.close()
         if self.store is None:
             return
         if reason == "finished":

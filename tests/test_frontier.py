@@ -58,6 +58,20 @@ def test_an_article_listed_twice_in_one_run_is_queued_once():
     assert urls(frontier.take()) == [url]
 
 
+def test_an_article_comes_out_as_its_feed_described_it():
+    frontier = ArticleFrontier(ahead_per_site=1)
+    url = "http://big.example/story.html"
+    entry = FeedEntry(
+        link=url + "?utm_source=rss", title="Иран поставляет «Шахеды»", published="2026-11-30T08:00:00+00:00",
+        summary="Full text in the feed. " * 200, author="Редакция",
+    )
+    frontier.add(BIG, entry, url)
+
+    [(site, (source, entry_out, url_out))] = frontier.take()
+
+    assert (site, source, entry_out, url_out) == ("big.example", BIG, entry, url)
+
+
 def test_when_scrapy_is_idle_every_site_gets_its_full_allowance_again():
     frontier = ArticleFrontier(ahead_per_site=2)
     queue(frontier, BIG, "big.example", 4)
