@@ -27,13 +27,23 @@ PAGE_CACHE_KIB = 512
 _SCHEMA = """
 CREATE TABLE articles (
     seq INTEGER PRIMARY KEY,
-    url TEXT NOT NULL UNIQUE,  -- canonical; a URL taken once in a run is not taken again
-    site TEXT NOT NULL,
-    source TEXT NOT NULL,
-    link TEXT NOT NULL, title TEXT, published TEXT, summary TEXT, author TEXT
+    site BLOB NOT NULL,
+    source TEXT NOT NULL,  -- its name, checked by the config
+    -- the feed's words as UTF-8 bytes (see _stored)
+    url BLOB NOT NULL UNIQUE,  -- canonical; a URL taken once in a run is not taken again
+    link BLOB NOT NULL, title BLOB, published BLOB, summary BLOB, author BLOB
 );
 CREATE INDEX articles_by_site ON articles (site, seq);
 """
+
+
+def _stored(value: str | None) -> bytes | None:
+    """UTF-8 that keeps lone surrogates (a JSON Feed's "\\ud800"), which SQLite's text refuses."""
+    return None if value is None else value.encode("utf-8", "surrogatepass")
+
+
+def _loaded(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("utf-8", "surrogatepass")
 
 
 class ArticleFrontier:
@@ -60,10 +70,11 @@ class ArticleFrontier:
     def add(self, source: Source, entry: FeedEntry, url: str) -> str | None:
         """Queue an article; its site, or None when this run already has it."""
         site = host_of(url)  # Scrapy's per-site concurrency slot
+        fields = (url, entry.link, entry.title, entry.published, entry.summary, entry.author)
         added = self.db.execute(
-            "INSERT OR IGNORE INTO articles (url, site, source, link, title, published, summary, author)"
+            "INSERT OR IGNORE INTO articles (site, source, url, link, title, published, summary, author)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (url, site, source.name, entry.link, entry.title, entry.published, entry.summary, entry.author),
+            (_stored(site), source.name, *map(_stored, fields)),
         ).rowcount
         if not added:
             return None
@@ -83,7 +94,7 @@ class ArticleFrontier:
             rows = self.db.execute(
                 "SELECT seq, source, url, link, title, published, summary, author FROM articles"
                 " WHERE site = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (site, self.taken_up_to[site], room),
+                (_stored(site), self.taken_up_to[site], room),
             ).fetchall()
             if not rows:
                 continue
@@ -92,7 +103,8 @@ class ArticleFrontier:
             self.waiting[site] -= len(rows)
             if self.waiting[site] <= 0:
                 del self.waiting[site]
-            for _seq, source, url, link, title, published, summary, author in rows:
+            for _seq, source, *fields in rows:
+                url, link, title, published, summary, author = map(_loaded, fields)
                 entry = FeedEntry(link=link, title=title, published=published, summary=summary, author=author)
                 yield site, (self.sources[source], entry, url)
 

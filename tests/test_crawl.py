@@ -207,3 +207,27 @@ def test_a_feed_longer_than_the_per_site_allowance_is_crawled_whole(tmp_path):
     stored = rows(tmp_path / "x.db", "select url from articles")
     assert sorted(r["url"].rsplit("/", 1)[1] for r in stored) == sorted(f"story-{i}.html" for i in range(30))
     assert rows(tmp_path / "x.db", "select exit_reason from crawl_runs") == [{"exit_reason": "finished"}]
+
+
+def test_a_json_feed_item_with_a_lone_surrogate_still_gets_its_article(tmp_path):
+    """JSON Feed's "\\ud800" escape decodes to a character UTF-8 cannot encode: the item's
+    article is fetched and stored all the same, and the feed is not reported broken."""
+    root = tmp_path / "web"
+    (root / "news").mkdir(parents=True)
+    story = "<p>Russia received more Shahed drones from Iran this week, officials said of the deliveries.</p>" * 5
+    for i in range(2):
+        (root / "news" / f"s{i}.html").write_text(
+            f"<html><head><title>Story {i}</title></head><body><article><h1>Story {i}</h1>{story}</article></body></html>",
+            encoding="utf-8")
+    with SiteServer(root) as server:
+        (root / "feed.json").write_text(
+            '{"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": ['
+            f'{{"id": "0", "url": "{server.base_url}/news/s0.html", "title": "Broken \\ud800 title",'
+            ' "content_text": "summary \\udfff here"},'
+            f'{{"id": "1", "url": "{server.base_url}/news/s1.html", "title": "Fine"}}]}}', encoding="utf-8")
+        result = run_armswatch("crawl", "--feed", f"{server.base_url}/feed.json", "--db", str(tmp_path / "x.db"))
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    stored = rows(tmp_path / "x.db", "select title from articles order by title")
+    assert [r["title"] for r in stored] == ["Story 0", "Story 1"]
+    assert rows(tmp_path / "x.db", "select * from fetch_errors") == []

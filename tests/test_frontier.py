@@ -72,6 +72,18 @@ def test_an_article_comes_out_as_its_feed_described_it():
     assert (site, source, entry_out, url_out) == ("big.example", BIG, entry, url)
 
 
+def test_a_lone_surrogate_in_a_feed_entry_does_not_lose_the_article():
+    # JSON Feed's "\\ud800" escape decodes to a lone surrogate, which UTF-8 (and SQLite text) refuses
+    frontier = ArticleFrontier(ahead_per_site=1)
+    url = "http://big.example/story.html"
+    entry = FeedEntry(link=url, title="broken \ud800 title", summary="and \udfff summary")
+    assert frontier.add(BIG, entry, url) == "big.example"
+
+    [(_site, (_source, entry_out, _url))] = frontier.take()
+
+    assert entry_out == entry
+
+
 def test_when_scrapy_is_idle_every_site_gets_its_full_allowance_again():
     frontier = ArticleFrontier(ahead_per_site=2)
     queue(frontier, BIG, "big.example", 4)
