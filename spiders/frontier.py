@@ -95,9 +95,7 @@ class ArticleFrontier:
                 "SELECT seq, source, url, link, title, published, summary, author FROM articles"
                 " WHERE site = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (_stored(site), self.taken_up_to[site], room),
-            ).fetchall()
-            if not rows:
-                continue
+            ).fetchall()  # not empty: the site's count says rows are waiting past its cursor
             self.taken_up_to[site] = rows[-1][0]
             self.out[site] += len(rows)
             self.waiting[site] -= len(rows)

@@ -5,10 +5,11 @@ discovered. Its first document gets a conditional GET (ETag / Last-Modified) and
 skipped when its body is one already seen; the documents it leads to (child sitemaps,
 further listing pages, discovered feeds) become FeedEntry records, and only article
 pages not stored yet are requested: they wait in the ArticleFrontier (spiders/frontier.py,
-rows of a temporary SQLite database), which hands them to Scrapy a few per site at a time. The validators of a source are saved when the crawl
-finishes, never before, so a run killed halfway is completed by the next one instead of
-being answered by 304. Health is written once per source and run before any of its
-article pages is requested, so the pipeline can count new articles against it.
+rows of a temporary SQLite database), which hands them to Scrapy a few per site at a time.
+The validators of a source are saved when the crawl finishes, never before, so a run killed
+halfway is completed by the next one instead of being answered by 304. Health is written
+once per source and run before any of its article pages is requested, so the pipeline can
+count new articles against it.
 """
 
 from __future__ import annotations

@@ -322,8 +322,7 @@ def test_later_copies_of_an_alerted_story_reach_digests_and_opted_in_readers_onl
 
     from crawler.alerts import deliver_alerts
     from crawler.config import AlertSettings, Config, Recipient
-    from crawler.items import Article, ProcessedArticle
-    from crawler.items import text_hash
+    from crawler.items import Article, ProcessedArticle, text_hash
 
     readers = (Recipient("desk@example.org"), Recipient("follow@example.org", story_updates=True),
                Recipient("editor@example.org", mode="daily", at="08:00"))

@@ -178,9 +178,7 @@ def test_a_feed_longer_than_the_per_site_allowance_is_crawled_whole(tmp_path):
             f"port traffic for district {i * 7 + k}, with comparisons to the previous season.</p>"
             for k in range(4)
         )
-        (root / "news" / f"story-{i}.html").write_text(
-            f"<html><head><title>Story {i}</title></head><body><article><h1>Story {i}</h1>{paragraphs}"
-            "</article></body></html>", encoding="utf-8")
+        (root / "news" / f"story-{i}.html").write_text(_page(f"Story {i}", "", paragraphs), encoding="utf-8")
     with SiteServer(root) as server:
         items = "".join(
             f"<item><title>Story {i}</title><link>{server.base_url}/news/story-{i}.html</link></item>" for i in range(30)
@@ -216,9 +214,7 @@ def test_a_json_feed_item_with_a_lone_surrogate_still_gets_its_article(tmp_path)
     (root / "news").mkdir(parents=True)
     story = "<p>Russia received more Shahed drones from Iran this week, officials said of the deliveries.</p>" * 5
     for i in range(2):
-        (root / "news" / f"s{i}.html").write_text(
-            f"<html><head><title>Story {i}</title></head><body><article><h1>Story {i}</h1>{story}</article></body></html>",
-            encoding="utf-8")
+        (root / "news" / f"s{i}.html").write_text(_page(f"Story {i}", "", story), encoding="utf-8")
     with SiteServer(root) as server:
         (root / "feed.json").write_text(
             '{"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": ['
