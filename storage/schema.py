@@ -287,6 +287,34 @@ def _full_text_follows_text_only(db: sqlite_utils.Database) -> None:
     )
 
 
+def _compact_story_keys(db: sqlite_utils.Database) -> None:
+    """`story_keys` as one B-tree on (key, seen, article_id), times in Unix seconds.
+
+    Each article adds about 80 random keys. With a rowid table, two indexes and 25-character
+    ISO times, an entry took some 90 bytes in three B-trees, and the random inserts made a
+    2,000-article crawl write 2.2 GB for a 36 MB database. One compact tree is about a fifth
+    of that, and the candidate lookup reads it without a second seek. Nothing deletes keys by
+    article (an article's keys are written once, with its story link), so no article index.
+    It runs inside `migrate`'s transaction and is a no-op on a table already compact: a crash
+    leaves the old table or the new one, never neither.
+    """
+    if "seen" in db["story_keys"].columns_dict:
+        return
+    for statement in (
+        """create table story_keys_compact (
+            key integer not null,
+            seen integer not null,
+            article_id integer not null,
+            primary key (key, seen, article_id)
+        ) without rowid""",
+        """insert or ignore into story_keys_compact (key, seen, article_id)
+            select key, cast(strftime('%s', seen_at) as integer), article_id from story_keys""",
+        "drop table story_keys",
+        "alter table story_keys_compact rename to story_keys",
+    ):
+        db.execute(statement)  # statements, not a script: a script would commit the migration's transaction
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _initial),
     ("0002_articles_fts", _full_text_search),
@@ -294,6 +322,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0004_match_view", _match_view),
     ("0005_stories", _stories),
     ("0006_full_text_follows_text_only", _full_text_follows_text_only),
+    ("0007_compact_story_keys", _compact_story_keys),
 ]
 
 

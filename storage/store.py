@@ -29,6 +29,12 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
+def _unix_seconds(iso: str) -> int:
+    """`story_keys` keeps times as integers: 4 bytes in each of its many entries, not 25."""
+    moment = datetime.fromisoformat(iso)
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp())
+
+
 @dataclass(frozen=True)
 class SavedArticle:
     article_id: int
@@ -43,8 +49,8 @@ _KEYS_PER_LOOKUP = 50
 _CANDIDATES_SQL = (
     "select article_id, count(*) from ("
     + " union all ".join(
-        ["select * from (select article_id from story_keys where key = ? and seen_at between ? and ?"
-         " order by seen_at desc limit ?)"] * _KEYS_PER_LOOKUP
+        ["select * from (select article_id from story_keys where key = ? and seen between ? and ?"
+         " order by seen desc limit ?)"] * _KEYS_PER_LOOKUP
     )
     + ") where article_id != ? group by article_id"
 )
@@ -603,10 +609,11 @@ class ArticleStore:
         """
         shared: dict[int, int] = {}
         keys = list(dict.fromkeys(keys))
+        first, last = _unix_seconds(since), _unix_seconds(until)
         for start in range(0, len(keys), _KEYS_PER_LOOKUP):
             chunk = keys[start : start + _KEYS_PER_LOOKUP]
             chunk += [None] * (_KEYS_PER_LOOKUP - len(chunk))  # one statement text: compiled once, then cached
-            params = [value for key in chunk for value in (key, since, until, per_key)]
+            params = [value for key in chunk for value in (key, first, last, per_key)]
             for article_id, count in self.db.execute(_CANDIDATES_SQL, [*params, exclude]).fetchall():
                 shared[article_id] = shared.get(article_id, 0) + count
         return shared
@@ -643,10 +650,10 @@ class ArticleStore:
             if current and current[0] is not None:
                 return int(current[0])
             self._upsert("story_fingerprints", {"article_id": article_id, **fingerprint_row}, "article_id")
-            self.db.execute("delete from story_keys where article_id = ?", [article_id])
+            seen = _unix_seconds(fingerprint_row["seen_at"])
             self.db.conn.executemany(
-                "insert into story_keys (key, article_id, seen_at) values (?, ?, ?)",
-                [(key, article_id, fingerprint_row["seen_at"]) for key in dict.fromkeys(keys)],
+                "insert or ignore into story_keys (key, seen, article_id) values (?, ?, ?)",
+                [(key, seen, article_id) for key in keys],
             )
             source, title = (current[1], current[2]) if current else (None, None)
             if story_id is None:

@@ -4,6 +4,7 @@ stories with the same actors stay apart, and every decision says why."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import pytest
 
@@ -215,6 +216,36 @@ def test_story_assignment_can_share_the_article_save_transaction(store, devset):
     assert store.query("select count(*) as n from articles")[0]["n"] == 1
     assert store.query("select count(*) as n from story_keys where article_id != ?", [first])[0]["n"] == 0
     assert store.query("select story_id from articles")[0]["story_id"] == decision.story_id
+
+
+def test_an_archive_stored_before_the_compact_key_index_keeps_its_stories(tmp_path, devset):
+    """Migration 0007 rewrites `story_keys` (ISO times in a rowid table, then Unix seconds in one
+    B-tree): every key survives with its time, and a translation stored after the upgrade
+    still joins the story of an article stored before it."""
+    db = tmp_path / "armswatch.db"
+    with ArticleStore(db) as store:
+        first = _save(store, devset, "g12-en")
+        story = assign_story(store, first).story_id
+        keys = {tuple(row.values()) for row in store.query("select key, seen, article_id from story_keys")}
+        _rewrite_story_keys_as_before_0007(store)
+    with ArticleStore(db) as upgraded:
+        assert {tuple(row.values()) for row in upgraded.query("select key, seen, article_id from story_keys")} == keys
+        second = _save(upgraded, devset, "g12-fr")
+        assert assign_story(upgraded, second).story_id == story
+
+
+def _rewrite_story_keys_as_before_0007(store):
+    rows = store.query("select key, seen, article_id from story_keys")
+    with store.transaction():
+        store.db.execute("drop table story_keys")
+        store.db.execute("create table story_keys (key integer not null, article_id integer not null, seen_at text not null)")
+        store.db.execute("create index story_keys_lookup on story_keys (key, seen_at)")
+        store.db.execute("create index story_keys_article on story_keys (article_id)")
+        store.db.conn.executemany(
+            "insert into story_keys (key, article_id, seen_at) values (?, ?, ?)",
+            [(r["key"], r["article_id"], datetime.fromtimestamp(r["seen"], timezone.utc).isoformat()) for r in rows],
+        )
+        store.db.execute("delete from migrations where name = '0007_compact_story_keys'")
 
 
 # -- end to end: a crawl with the same story from two outlets ----------------------------
