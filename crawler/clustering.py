@@ -29,9 +29,7 @@ from crawler.fingerprints import (
     Fingerprint,
     fingerprint,
     fold,
-    signature_from_blob,
     signature_similarity,
-    signature_to_blob,
     shared_names,
     title_similarity,
 )
@@ -220,7 +218,7 @@ def _actors(tags: dict[str, list[str]]) -> set[str]:
 
 def _item_from_row(row: dict[str, Any]) -> _Item:
     fp = Fingerprint(
-        signature=signature_from_blob(row["minhash"]),
+        signature=row["minhash"],
         title=row["title"] or "",
         designations=frozenset(json.loads(row["designations"] or "[]")),
         numbers=frozenset(json.loads(row["numbers"] or "[]")),
@@ -364,7 +362,7 @@ def assign_story(
         "seen_at": _iso(seen),
         "language": article["language"],
         "title": fp.title,
-        "minhash": signature_to_blob(fp.signature),
+        "minhash": fp.signature,
         "designations": json.dumps(sorted(fp.designations), ensure_ascii=False),
         "numbers": json.dumps(sorted(fp.numbers)),
         "names": json.dumps(sorted(fp.names), ensure_ascii=False),

@@ -12,13 +12,13 @@ Two kinds of evidence, for two kinds of sameness:
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from functools import lru_cache
 
-import numpy as np
 import simplemma
 
 NUM_PERM = 128
@@ -88,66 +88,31 @@ def shingles(text: str, size: int = SHINGLE) -> set[str]:
     return {" ".join(tokens[i : i + size]) for i in range(len(tokens) - size + 1)}
 
 
-def text_signature(text: str) -> np.ndarray:
-    """The MinHash signature of the text's word 3-shingles: 128 32-bit values.
+def text_signature(text: str) -> bytes:
+    """The MinHash signature of the text's word 3-shingles: 128 32-bit values, little-endian.
 
-    The values are datasketch's (2.x, scheme "affine32", seed 1: SHA-1 of each shingle, its first
-    4 bytes mixed by the MurmurHash3 finalizer, then 128 affine permutations mod 2**32), which
-    stored signatures were made with; tests/test_clustering.py checks them against datasketch.
-    Computed here with numpy in one pass: datasketch's import brings scipy (34 MB in every
-    extraction worker, half a second at start) and hashes the shingles one call at a time.
-    """
-    sha1 = hashlib.sha1
-    hashes = np.frombuffer(b"".join([sha1(shingle.encode()).digest()[:4] for shingle in shingles(text)]), dtype="<u4")
-    if not hashes.size:
-        return np.full(NUM_PERM, 0xFFFFFFFF, dtype=np.uint32)  # an empty set: every value at its maximum
-    a, b = _permutations()
-    with np.errstate(over="ignore"):  # uint32 arithmetic wraps: that is the modulo 2**32
-        mixed = _fmix32(hashes).reshape(-1, 1)
-        return (mixed * a + b).min(axis=0)
+    Made in the extraction workers (crawler.minhash, imported here and only when called: it
+    loads numpy, which the crawl process, comparing signatures as bytes, does without)."""
+    from crawler.minhash import minhash
+
+    return minhash(shingles(text))
 
 
-def _fmix32(values: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 32-bit finalizer, element-wise (a bijection that spreads every input bit)."""
-    values = values ^ (values >> np.uint32(16))
-    values = values * np.uint32(0x85EBCA6B)
-    values = values ^ (values >> np.uint32(13))
-    values = values * np.uint32(0xC2B2AE35)
-    return values ^ (values >> np.uint32(16))
-
-
-@lru_cache(maxsize=1)
-def _permutations() -> tuple[np.ndarray, np.ndarray]:
-    """The affine permutations h -> a*h + b (a odd), drawn as datasketch draws them for seed 1."""
-    generator = np.random.RandomState(MINHASH_SEED)
-    a = generator.randint(0, 1 << 31, NUM_PERM, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
-    b = generator.randint(0, 1 << 32, NUM_PERM, dtype=np.uint32)
-    return a, b
-
-
-def signature_similarity(a: np.ndarray, b: np.ndarray) -> float:
-    """Estimated Jaccard similarity: the share of equal MinHash values (as MinHash.jaccard
-    computes it, without rebuilding MinHash objects for every stored candidate)."""
-    return float(np.count_nonzero(a == b)) / len(a)
-
-
-def signature_to_blob(signature: np.ndarray) -> bytes:
-    """128 hash values of 32 bits: 512 bytes per article."""
-    return np.asarray(signature, dtype=np.uint32).tobytes()
-
-
-def signature_from_blob(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype=np.uint32)
+def signature_similarity(a: bytes, b: bytes) -> float:
+    """Estimated Jaccard similarity: the share of equal MinHash values (as datasketch's
+    MinHash.jaccard computes it, without rebuilding MinHash objects for every stored candidate)."""
+    left, right = memoryview(a).cast("I"), memoryview(b).cast("I")
+    return sum(map(operator.eq, left, right)) / len(left)
 
 
 def _key(*parts: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(b"\x1f".join(parts), digest_size=8).digest(), "big", signed=True)
 
 
-def band_keys(signature: np.ndarray) -> list[int]:
+def band_keys(signature: bytes) -> list[int]:
     """One 64-bit key per LSH band: two articles sharing a key are near-duplicate candidates."""
-    values = np.asarray(signature, dtype=np.uint32)
-    return [_key(b"band", bytes([band]), values[band * ROWS : (band + 1) * ROWS].tobytes()) for band in range(BANDS)]
+    width = 4 * ROWS  # bytes of a band's values
+    return [_key(b"band", bytes([band]), signature[band * width : (band + 1) * width]) for band in range(BANDS)]
 
 
 def evidence_key(kind: str, value: str) -> int:
@@ -316,7 +281,7 @@ def shared_names(a: frozenset[str], b: frozenset[str]) -> list[str]:
 class Fingerprint:
     """What the clustering compares, computed once per article and stored with it."""
 
-    signature: np.ndarray  # MinHash values of the text
+    signature: bytes  # MinHash values of the text, as stored (crawler.minhash)
     title: str
     designations: frozenset[str] = field(default_factory=frozenset)
     numbers: frozenset[str] = field(default_factory=frozenset)
