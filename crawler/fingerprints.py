@@ -211,14 +211,20 @@ def names(text: str, stop: frozenset[str] = frozenset(), language: str | None = 
     candidates for people and places that keep their spelling across languages. Short words,
     `stop` words, compounds like "Iranian-designed" and, when `language` is given, words of
     its dictionary (German nouns) are skipped."""
-    found = set()
-    for m in _WORD.finditer(text or ""):
+    text = text or ""
+    candidates = set()  # a name recurs in an article: what follows is decided once per word
+    for m in _WORD.finditer(text):
         token = m.group(0)
-        if not token[:1].isupper() or len(token) < 4 or (not token.isalpha() and any(c.isdigit() for c in token)):
+        if not token[:1].isupper() or len(token) < 4:
             continue
         before = text[max(0, m.start() - 6) : m.start()].rstrip(_OPENERS)
         if m.start() == 0 or not before or before[-1] in ".!?:\n" or text[m.start() - 1] == "\n":
             continue  # a sentence starts with a capital whatever the word is
+        candidates.add(token)
+    found = set()
+    for token in candidates:
+        if not token.isalpha() and any(c.isdigit() for c in token):
+            continue
         folded = fold(token)
         parts = token.split("-")
         if folded in stop or (len(parts) > 1 and parts[-1].islower()):
@@ -229,6 +235,7 @@ def names(text: str, stop: frozenset[str] = frozenset(), language: str | None = 
     return found
 
 
+@lru_cache(maxsize=8_192)  # the same names, day after day
 def _dictionary_word(token: str, language: str | None) -> bool:
     if not language:
         return False
