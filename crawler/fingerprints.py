@@ -65,7 +65,7 @@ _WORD_TIMES_SCALE = re.compile(
 )
 
 
-@lru_cache(maxsize=65_536)  # names and designations repeat across the news of a day
+@lru_cache(maxsize=16_384)  # names and designations repeat across the news of a day
 def fold(text: str) -> str:
     """Lower-case, strip accents, and write Cyrillic in Latin letters."""
     text = unicodedata.normalize("NFKD", text.lower())
@@ -249,7 +249,7 @@ _SOUNDS = (("tsch", "sh"), ("sch", "sh"), ("ch", "sh"), ("ou", "u"), ("c", "k"),
            ("w", "v"), ("ph", "f"), ("x", "ks"))
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=16_384)
 def name_key(folded: str) -> str:
     """A spelling-tolerant key for a folded name: "Choïgou", "Shoigu" and "Шойгу" meet."""
     for old, new in _SOUNDS:

@@ -24,7 +24,7 @@ TERM_TOKEN_RE = re.compile(r"[^\W\d_]+\*?|\d+\*?|[#*]")
 WORD, PREFIX, NUMBER, ANY = "w", "p", "n", "a"
 
 
-@lru_cache(maxsize=262_144)
+@lru_cache(maxsize=65_536)  # about 150 bytes a word: 10 MB at most in each worker
 def fold(word: str) -> str:
     """Lower-case and strip diacritics; cached because news vocabulary repeats."""
     lowered = word.lower()
@@ -39,7 +39,9 @@ WORD_RE = re.compile(r"\w+")
 # too, and a blank line ends a paragraph. Splitting on whitespace and caching what each distinct
 # chunk holds keeps the per-token work in C: news vocabulary (and its punctuation) repeats.
 SENTENCE_END_RE = re.compile(r"[.!?;][\"'»”’)\]]*$")
-_CACHE_LIMIT = 200_000  # distinct words remembered by a term index
+# distinct words remembered by a term index. News in several languages brings 100,000 distinct
+# words in a few thousand articles: the common ones come back at once after a clear.
+_CACHE_LIMIT = 65_536
 _CHUNK_CACHE_LIMIT = 50_000  # distinct chunks remembered (about 270 bytes each)
 
 
