@@ -39,8 +39,8 @@ WORD_RE = re.compile(r"\w+")
 # too, and a blank line ends a paragraph. Splitting on whitespace and caching what each distinct
 # chunk holds keeps the per-token work in C: news vocabulary (and its punctuation) repeats.
 SENTENCE_END_RE = re.compile(r"[.!?;][\"'»”’)\]]*$")
-# distinct words remembered by a term index. News in several languages brings 100,000 distinct
-# words in a few thousand articles: the common ones come back at once after a clear.
+# Distinct words remembered by a term index. News in several languages brings 100,000 distinct
+# words in a few thousand articles; after a clear, the common ones come back at once.
 _CACHE_LIMIT = 65_536
 _CHUNK_CACHE_LIMIT = 50_000  # distinct chunks remembered (about 270 bytes each)
 

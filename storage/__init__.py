@@ -7,7 +7,8 @@ import sys
 # it would hold 10 MB for nothing, so sqlite-utils is first imported with numpy hidden. An
 # `import numpy` afterwards, where one is needed, still works.
 if "sqlite_utils" not in sys.modules and "numpy" not in sys.modules:
-    sys.modules["numpy"] = None  # type: ignore[assignment]  # makes `import numpy` raise ImportError
+    # None in sys.modules makes `import numpy` raise ImportError, which sqlite-utils expects
+    sys.modules["numpy"] = None  # type: ignore[assignment]
     try:
         import sqlite_utils  # noqa: F401
     finally:
