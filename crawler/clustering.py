@@ -341,7 +341,7 @@ def assign_story(
     new = _Item(article_id, seen, article["language"], tags, fp)
     bands, evidence = fp.band_keys(), fp.evidence_keys()
     window = timedelta(days=settings.window_days)
-    since, until = _iso(seen - window), _iso(seen + window)
+    since, until = seen - window, seen + window
     cache = cache if cache is not None else CandidateCache()  # one article: a cache for this call only
     verdicts: dict[int, _Verdict | None] = {}
     # A copy is found through its text alone: when the band keys already lead to a close copy,

@@ -29,9 +29,11 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
-def _unix_seconds(iso: str) -> int:
-    """`story_keys` keeps times as integers: 4 bytes in each of its many entries, not 25."""
-    moment = datetime.fromisoformat(iso)
+def _unix_seconds(moment: datetime | str) -> int:
+    """`story_keys` keeps times as integers: 4 bytes in each of its many entries, not 25.
+    A time without a zone is UTC, as everywhere in the store."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
     return int((moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp())
 
 
@@ -599,7 +601,7 @@ class ArticleStore:
         return {name: sorted(values) for name, values in tags.items()}
 
     def story_key_counts(
-        self, keys: Iterable[int], since: str, until: str, exclude: int, per_key: int = 50
+        self, keys: Iterable[int], since: datetime, until: datetime, exclude: int, per_key: int = 50
     ) -> dict[int, int]:
         """Articles sharing index keys with a new one, seen in [since, until]: how many keys each.
 

@@ -17,6 +17,7 @@ from crawler.clustering import (
     story_already_alerted,
 )
 from crawler.items import Match
+from storage.schema import _stories
 from storage.store import ArticleStore
 
 
@@ -236,11 +237,9 @@ def test_an_archive_stored_before_the_compact_key_index_keeps_its_stories(tmp_pa
 
 def _rewrite_story_keys_as_before_0007(store):
     rows = store.query("select key, seen, article_id from story_keys")
+    store.db.execute("drop table story_keys")
+    _stories(store.db)  # migration 0005 makes the table again in its first shape
     with store.transaction():
-        store.db.execute("drop table story_keys")
-        store.db.execute("create table story_keys (key integer not null, article_id integer not null, seen_at text not null)")
-        store.db.execute("create index story_keys_lookup on story_keys (key, seen_at)")
-        store.db.execute("create index story_keys_article on story_keys (article_id)")
         store.db.conn.executemany(
             "insert into story_keys (key, article_id, seen_at) values (?, ?, ?)",
             [(r["key"], r["article_id"], datetime.fromtimestamp(r["seen"], timezone.utc).isoformat()) for r in rows],
