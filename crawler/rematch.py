@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from crawler.config import Config
 from storage.store import ArticleStore
+
+READ_BATCH = 200  # articles read at a time: the whole archive's texts would not fit in memory
 
 
 def rematch_store(config: Config, only_rules: Sequence[str] = (), echo: Callable[[str], None] = print) -> tuple[int, int]:
@@ -19,7 +22,7 @@ def rematch_store(config: Config, only_rules: Sequence[str] = (), echo: Callable
     rule_names = list(only_rules) or list(rules.names)
     added_total = removed_total = 0
     with ArticleStore(config.crawl.db) as store:
-        for row in store.query("select id, title, text, language from articles order by id"):
+        for row in stored_articles(store, READ_BATCH):
             matches = [m for m in rules.match(row["title"], row["text"] or "", row["language"]) if m.rule in rule_names]
             added, removed = store.replace_matches(row["id"], rule_names, matches)
             if added or removed:
@@ -27,3 +30,13 @@ def rematch_store(config: Config, only_rules: Sequence[str] = (), echo: Callable
             added_total += added
             removed_total += removed
     return added_total, removed_total
+
+
+def stored_articles(store: ArticleStore, batch: int) -> Iterator[dict[str, Any]]:
+    """Every stored article in id order, read `batch` rows at a time."""
+    last_id = 0
+    while rows := store.query(
+        "select id, title, text, language from articles where id > ? order by id limit ?", [last_id, batch]
+    ):
+        yield from rows
+        last_id = rows[-1]["id"]

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
+from crawler import rematch
+from crawler.config import load_config
 from tests.conftest import SEED_TEXTS, run_armswatch
 
 
@@ -18,7 +22,23 @@ def flagged(db):
         conn.close()
 
 
-def test_rematch_adds_and_removes_flags_after_a_rule_edit(site, tmp_path):
+def rematch_in_process(config, monkeypatch) -> str:
+    """The command's work without the command, reading one article at a time: an archive larger
+    than one read must be matched to its last article."""
+    monkeypatch.chdir(config.parent)
+    monkeypatch.setattr(rematch, "READ_BATCH", 1)
+    added, removed = rematch.rematch_store(load_config(config), echo=lambda line: None)
+    return f"rematch: {added} matches added, {removed} removed"
+
+
+def rematch_command(config, monkeypatch) -> str:
+    result = run_armswatch("rematch", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("run_rematch", [rematch_command, rematch_in_process])
+def test_rematch_adds_and_removes_flags_after_a_rule_edit(site, tmp_path, monkeypatch, run_rematch):
     config = tmp_path / "armswatch.toml"
     config.write_text(f'[crawl]\ndb = "x.db"\n\n[[sources]]\nname = "Gazette"\nurl = "{site.base_url}/feed.xml"\n\n'
                       f'[[sources]]\nname = "Europe"\nurl = "{site.base_url}/atom.xml"\n')
@@ -34,9 +54,7 @@ def test_rematch_adds_and_removes_flags_after_a_rule_edit(site, tmp_path):
         '[rules.harvest-watch]\nwhen = "harvest"\n'
     )
     config.write_text(config.read_text().replace('db = "x.db"', 'db = "x.db"\nrules = ["mine.toml"]'))
-    result = run_armswatch("rematch", "--config", str(config))
-    assert result.returncode == 0, result.stderr
-    assert "1 matches added, 1 removed" in result.stdout
+    assert "1 matches added, 1 removed" in run_rematch(config, monkeypatch)
     assert flagged(db) == [
         ("coree-obus.html", "arms-procurement"),
         ("harvest-report.html", "harvest-watch"),
