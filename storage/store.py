@@ -79,13 +79,12 @@ class ArticleStore:
             conn.execute("PRAGMA foreign_keys = ON")
             with self.transaction():
                 migrate(self.db)
-            # Each article is written in a savepoint, and SQLite keeps the pages a savepoint may
-            # have to restore in a temporary file: at about 500 KB an article that is most of what
-            # a crawl writes (2,000 articles: 1.65 GB of writes, 0.97 GB of them to those files).
-            # In memory they are the same copies without the system calls; they are dropped when
-            # the article's savepoint ends, so they never grow past one article's pages. Only
-            # after the migrations: one that rewrites a table fills temporary storage in proportion
-            # to it, which must stay on disk (150 MB of memory for an archive of 20,000 articles).
+            # Each article is written in a savepoint, whose copies of the pages it may restore
+            # SQLite writes to a temporary file: about 500 KB an article, 0.97 of the 1.65 GB a
+            # 2,000-article crawl wrote. In memory they are the same copies without the system
+            # calls, dropped when the article's savepoint ends. Set after the migrations: one that
+            # rewrites a table fills temporary storage in proportion to it, which must stay on
+            # disk (150 MB of memory for an archive of 20,000 articles).
             conn.execute("PRAGMA temp_store = MEMORY")
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: database unusable: {exc}") from exc
