@@ -291,9 +291,9 @@ def _compact_story_keys(db: sqlite_utils.Database) -> None:
     """`story_keys` as one B-tree on (key, seen, article_id), times in Unix seconds.
 
     Each article adds about 80 random keys. With a rowid table, two indexes and 25-character
-    ISO times, an entry took some 90 bytes in three B-trees, and the random inserts made a
-    2,000-article crawl write 2.2 GB for a 36 MB database. One compact tree is about a fifth
-    of that, and the candidate lookup reads it without a second seek. Nothing deletes keys by
+    ISO times, an entry took some 90 bytes in three B-trees; one compact tree is about a fifth
+    of that (a 2,000-article crawl's database 35 -> 24 MB, its writes 2.27 -> 1.65 GB), and the
+    candidate lookup reads it without a second seek. Nothing deletes keys by
     article (an article's keys are written once, with its story link), so no article index.
     It runs inside `migrate`'s transaction and is a no-op on a table already compact: a crash
     leaves the old table or the new one, never neither.
