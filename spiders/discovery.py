@@ -18,8 +18,7 @@ FEED_TYPES = {
     "application/rss+xml",
     "application/atom+xml",
     "application/rdf+xml",
-    "application/feed+json",
-    "application/json",
+    "application/feed+json",  # not application/json: WordPress announces its REST API so on every page
     "application/x-rss+xml",
     "text/xml",
     "application/xml",

@@ -8,6 +8,7 @@ archive sitemap from pulling years of old articles.
 
 from __future__ import annotations
 
+import re
 import zlib
 from io import BytesIO
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ from crawler.items import FeedEntry
 
 MAX_SITEMAP_BYTES = 50_000_000  # the sitemap protocol's own limit for one uncompressed file
 GZIP_MAGIC = b"\x1f\x8b"
+# A month or day in a child sitemap's URL (sitemap-2026-11.xml, /2026/11/23/, ?yyyy=2026&mm=11 is
+# not read): the order of an index without <lastmod>
+_URL_DATE = re.compile(r"(?<!\d)((?:19|20)\d\d)[-_/]?(0[1-9]|1[0-2])(?:[-_/]?(0[1-9]|[12]\d|3[01]))?(?!\d)")
 
 _PARSER_OPTIONS = dict(resolve_entities=False, no_network=True, huge_tree=False, recover=True, remove_comments=True)
 
@@ -35,6 +39,7 @@ class ParsedSitemap:
     children: list[str] = field(default_factory=list)
     entries: list[FeedEntry] = field(default_factory=list)
     skipped_old: int = 0  # entries or children left out by the date window
+    damage: str | None = None  # not well-formed XML (cut off, damaged): what was read is kept
 
 
 def gunzip_bounded(body: bytes, limit: int = MAX_SITEMAP_BYTES) -> bytes:
@@ -63,6 +68,15 @@ def parse_date(value: str | None) -> datetime | None:
     return None
 
 
+def _url_date(url: str) -> str:
+    """"2026-11" or "2026-11-23" from a URL that names its month or day, else ""."""
+    match = _URL_DATE.search(url)
+    if not match:
+        return ""
+    year, month, day = match.groups()
+    return f"{year}-{month}-{day}" if day else f"{year}-{month}"
+
+
 def _local(tag: object) -> str:
     """"{namespace}url" -> "url"; comments and processing instructions have no name."""
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
@@ -89,8 +103,10 @@ def parse_sitemap(body: bytes, base_url: str, since: datetime | None = None) -> 
     dated: list[tuple[str, str]] = []  # (lastmod, child sitemap URL)
     entries: list[FeedEntry] = []
     skipped = 0
+    damage = None
+    reader = etree.iterparse(BytesIO(body), events=("start", "end"), **_PARSER_OPTIONS)
     try:
-        for event, node in etree.iterparse(BytesIO(body), events=("start", "end"), **_PARSER_OPTIONS):
+        for event, node in reader:
             if event == "start":
                 depth += 1
                 if depth == 1:
@@ -108,7 +124,8 @@ def parse_sitemap(body: bytes, base_url: str, since: datetime | None = None) -> 
                 if since and lastmod and lastmod < since:
                     skipped += 1
                 else:
-                    dated.append((lastmod.isoformat() if lastmod else "", urljoin(base_url, loc)))
+                    child = urljoin(base_url, loc)
+                    dated.append((lastmod.isoformat() if lastmod else _url_date(child), child))
             elif kind == "urlset" and item == "url" and loc:
                 date = parse_date(_child_text(node, "news/publication_date")) or parse_date(_child_text(node, "lastmod"))
                 if since and date and date < since:
@@ -127,11 +144,21 @@ def parse_sitemap(body: bytes, base_url: str, since: datetime | None = None) -> 
     except etree.XMLSyntaxError as exc:
         if not kind:
             raise SitemapError(f"not a readable XML sitemap: {exc}") from None
-        # a truncated or damaged tail: keep what was read before it
+        damage = str(exc)
+    # lxml's recovering parser reads past damage, and closes a cut-off document itself
+    fatal = [error for error in reader.error_log if error.level_name == "FATAL"]
+    if fatal and kind:
+        damage = damage or f"line {fatal[0].line}: {fatal[0].message}"
+        cut_in = re.search(r"Premature end of data in tag (\S+)", fatal[0].message)
+        if cut_in and cut_in.group(1) != kind:  # cut off inside an item: the last one read is cut too
+            (dated or entries or [None]).pop()
+        damage = f"not well-formed XML ({damage}); {len(dated) + len(entries)} entries read"
     if not kind:
         raise SitemapError("empty or unreadable XML document")
     if kind == "sitemapindex":
-        dated.sort(key=lambda pair: pair[0], reverse=True)  # newest first: a cap keeps the recent ones
-        return ParsedSitemap(children=[url for _, url in dated], skipped_old=skipped)
+        # newest first (by <lastmod>, else a date in the URL; the rest in document order): a cap
+        # keeps the recent ones
+        dated.sort(key=lambda pair: pair[0], reverse=True)
+        return ParsedSitemap(children=[url for _, url in dated], skipped_old=skipped, damage=damage)
     entries.sort(key=lambda e: e.published or "", reverse=True)  # newest first, as feeds are
-    return ParsedSitemap(entries=entries, skipped_old=skipped)
+    return ParsedSitemap(entries=entries, skipped_old=skipped, damage=damage)

@@ -1,0 +1,100 @@
+"""Feeds and sitemaps as real servers send them: lying charsets, a BOM, empty or cut-off
+documents, JSON of the wrong types, FeedBurner proxies, indexes without dates."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from spiders.feeds import FeedParseError, parse_feed
+from spiders.sitemaps import parse_sitemap
+
+BASE = "http://127.0.0.1:1/feed.xml"
+TITLE = "Минобороны закупает беспилотники у Ирана"
+
+
+def rss(items: str, declaration: str = '<?xml version="1.0" encoding="utf-8"?>') -> str:
+    return f'{declaration}<rss version="2.0"><channel><title>Вести</title><link>http://127.0.0.1:1/</link>{items}</channel></rss>'
+
+
+def item(title: str, link: str = "http://127.0.0.1:1/a.html", extra: str = "") -> str:
+    return f"<item><title>{title}</title><link>{link}</link>{extra}</item>"
+
+
+@pytest.mark.parametrize(
+    "body, headers",
+    [
+        # windows-1251 bytes the XML declaration calls UTF-8
+        (rss(item(TITLE)).encode("cp1251"), {}),
+        # UTF-8 bytes the declaration calls windows-1251
+        (rss(item(TITLE), '<?xml version="1.0" encoding="windows-1251"?>').encode("utf-8"), {}),
+        # no declaration; the charset is in the Content-Type header only
+        (rss(item(TITLE), "").encode("cp1251"), {"content-type": "application/rss+xml; charset=windows-1251"}),
+    ],
+    ids=["cp1251-declared-utf8", "utf8-declared-cp1251", "charset-in-header"],
+)
+def test_a_cyrillic_feed_reads_as_cyrillic_whatever_its_charset_claims(body, headers):
+    entries = parse_feed(body, BASE, headers).entries
+    assert [e.title for e in entries] == [TITLE]
+
+
+def test_a_feed_with_no_items_is_an_empty_feed_not_a_broken_one():
+    parsed = parse_feed(rss("").encode(), BASE)
+    assert parsed.entries == [] and parsed.damage is None
+
+
+def test_a_plain_text_title_keeps_what_lies_between_angle_brackets():
+    entries = parse_feed(rss(item("Exports &lt; 5% of output, imports &gt; 10%")).encode(), BASE).entries
+    assert entries[0].title == "Exports < 5% of output, imports > 10%"
+
+
+def test_feedburner_proxies_give_way_to_the_original_link():
+    body = rss(item("Deal", "http://127.0.0.1:1/~r/gone/~3/abc/",
+                    "<feedburner:origLink>http://127.0.0.1:1/news/deal.html</feedburner:origLink>"))
+    body = body.replace("<rss ", '<rss xmlns:feedburner="http://rssnamespace.org/feedburner/ext/1.0" ')
+    assert [e.link for e in parse_feed(body.encode(), BASE).entries] == ["http://127.0.0.1:1/news/deal.html"]
+
+
+def test_a_cut_off_feed_keeps_its_items_and_says_it_was_cut():
+    whole = rss(item("One", "http://127.0.0.1:1/1.html") + item("Two", "http://127.0.0.1:1/2.html")).encode()
+    parsed = parse_feed(whole[: whole.rindex(b"<item>") + 30], BASE)
+    assert [e.title for e in parsed.entries] == ["One"]
+    assert parsed.damage and "cut off" in parsed.damage
+    assert parse_feed(whole, BASE).damage is None
+    # a stray ampersand is ill-formed too, but feedparser reads the whole feed: no damage to report
+    assert parse_feed(whole.replace(b"<title>Two", b"<title>Tom & Jerry"), BASE).damage is None
+
+
+def test_a_json_feed_with_a_bom_odd_types_and_offset_dates_is_read_item_by_item():
+    body = """{"version": "https://jsonfeed.org/version/1.1", "title": "Desk", "items": [
+      {"url": "http://127.0.0.1:1/1.html", "title": ["a", "list"], "date_published": 1709900000},
+      {"url": "http://127.0.0.1:1/2.html", "title": "Kyiv < Moscow?", "date_published": "2024-03-08T10:00:00.123-05:00"},
+      {"url": "http://127.0.0.1:1/3.html", "content_text": "Plain", "date_published": "yesterday"}]}"""
+    entries = parse_feed("\ufeff".encode() + body.encode(), BASE).entries
+    assert [e.link[-6:] for e in entries] == ["1.html", "2.html", "3.html"]
+    assert [e.title for e in entries] == [None, "Kyiv < Moscow?", None]
+    assert [e.published for e in entries] == [None, "2024-03-08T15:00:00.123000+00:00", None]
+    assert entries[2].summary == "Plain"
+    with pytest.raises(FeedParseError, match="JSON"):
+        parse_feed(b'{"version": "https://jsonfeed.org/version/1", "items": [1,]}', BASE)
+
+
+def sitemap_index(children: list[str]) -> bytes:
+    listed = "".join(f"<sitemap><loc>{url}</loc></sitemap>" for url in children)
+    return f'<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{listed}</sitemapindex>'.encode()
+
+
+def test_an_index_without_lastmod_is_read_newest_month_first():
+    months = [f"http://127.0.0.1:1/sitemap-{year}-{month:02d}.xml" for year in (2024, 2025, 2026) for month in range(1, 13)]
+    children = parse_sitemap(sitemap_index(["http://127.0.0.1:1/sitemap-pages.xml", *months]), BASE).children
+    assert children[:2] == months[-1:-3:-1]
+    assert children[-1] == "http://127.0.0.1:1/sitemap-pages.xml"  # no date at all: after the dated ones
+
+
+def test_a_cut_off_sitemap_keeps_its_entries_and_says_it_was_damaged():
+    urls = "".join(f"<url><loc>http://127.0.0.1:1/{i}.html</loc></url>" for i in range(5))
+    body = f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>'.encode()
+    parsed = parse_sitemap(body[: int(len(body) * 0.55)], BASE, datetime(2000, 1, 1, tzinfo=timezone.utc))
+    assert 0 < len(parsed.entries) < 5 and parsed.damage
+    assert parse_sitemap(body, BASE).damage is None
