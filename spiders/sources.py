@@ -7,9 +7,12 @@ further listing pages, discovered feeds) become FeedEntry records, and only arti
 pages not stored yet are requested: they wait in the ArticleFrontier (spiders/frontier.py,
 rows of a temporary SQLite database), which hands them to Scrapy a few per site at a time.
 The validators of a source are saved when the crawl finishes, never before, so a run killed
-halfway is completed by the next one instead of being answered by 304. Health is written
-once per source and run before any of its article pages is requested, so the pipeline can
-count new articles against it.
+halfway is completed by the next one instead of being answered by 304; nor are they saved
+when a document or article of the source failed in a way that may pass (the next run must
+retry it), nor for a sitemap index, whose children change while it stays the same. Health
+is written once per source and run before any of its article pages is requested, so the
+pipeline can count new articles against it; further documents that fail or arrive damaged
+turn it to "partial" at the end of the run, or to a failure when the source gave no item.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -37,7 +40,7 @@ from spiders.discovery import announced_feeds, common_feed_urls
 from spiders.feeds import FeedParseError, parse_feed
 from spiders.frontier import ArticleFrontier
 from spiders.listings import ListingError, parse_listing
-from spiders.sitemaps import SitemapError, parse_sitemap
+from spiders.sitemaps import MAX_SITEMAP_BYTES, SitemapError, parse_sitemap
 from storage.store import ArticleStore
 
 # Statuses the document callback sees itself (to record them in the health table);
@@ -55,6 +58,9 @@ CHILD_SITEMAP = "child sitemap"
 NEXT_PAGE = "next page"  # page 2.. of a listing
 
 READ_ERRORS = (FeedParseError, SitemapError, ListingError, ValueError)
+# Article failures the next run may not meet: the source's validators are then not saved, so
+# that an unchanged feed is read again and the article retried
+PASSING_ERRORS = ("timeout", "DNS", "refused", "connection lost", "connect error", "HTTP 408", "HTTP 429")
 # Article requests out per site at once, as a multiple of the per-site concurrency: enough that
 # the downloader never waits for the frontier
 AHEAD_PER_CONCURRENT_REQUEST = 4
@@ -65,8 +71,14 @@ class SourceRun:
     """What one run has learnt about a source so far (its health row is written once)."""
 
     recorded: bool = False
+    succeeded: bool = False  # its health row this run says ok
     announced_pending: int = 0
     feed_found: bool = False
+    items_seen: int = 0  # entries of all its documents, after max_items
+    documents: set[str] = field(default_factory=set)  # URLs requested: an index or pager that loops is read once
+    keep_validators: bool = True
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (error class, message) of further documents
+    before: tuple[int, str | None] = (0, None)  # (consecutive failures, last success) before this run
 
 
 class SourcesSpider(scrapy.Spider):
@@ -123,7 +135,11 @@ class SourcesSpider(scrapy.Spider):
             return
         if reason == "finished":
             for name, (etag, last_modified, body_hash) in self.pending_validators.items():
-                self.store.set_source_validators(name, etag, last_modified, body_hash)
+                if self.runs[name].keep_validators:
+                    self.store.set_source_validators(name, etag, last_modified, body_hash)
+                else:  # read in full next time
+                    self.store.set_source_validators(name, None, None, None)
+        self.record_problems()
         stats = self.crawler.stats
         counts = {
             "feeds": stats.get_value("armswatch/sources_fetched", 0),
@@ -149,7 +165,7 @@ class SourcesSpider(scrapy.Spider):
 
     async def start(self) -> AsyncIterator[Request]:
         for source in self.armswatch_config.enabled_sources:
-            self.runs[source.name] = SourceRun()
+            self.runs[source.name] = SourceRun(documents={source.url})
             if source.type == "homepage":
                 # A homepage changes on every visit; the feeds it leads to carry the validators.
                 yield self.document_request(source, source.url, HOMEPAGE, conditional=False)
@@ -167,6 +183,8 @@ class SourcesSpider(scrapy.Spider):
                 headers["If-Modified-Since"] = validators["last_modified"]
         if source.user_agent:
             headers["User-Agent"] = source.user_agent
+        if source.type == "sitemap":  # an archive sitemap may be larger than any article page
+            meta.setdefault("download_maxsize", max(MAX_SITEMAP_BYTES, self.crawler.settings.getint("DOWNLOAD_MAXSIZE")))
         return Request(
             url,
             callback=self.parse_document,
@@ -182,6 +200,14 @@ class SourcesSpider(scrapy.Spider):
             },
             priority=10,
         )
+
+    def further_request(self, source: Source, url: str, role: str, **meta: Any) -> Request | None:
+        """A request for a document the source leads to, unless this run has asked for it already."""
+        run = self.runs[source.name]
+        if not is_fetchable_url(url) or url in run.documents:
+            return None
+        run.documents.add(url)
+        return self.document_request(source, url, role, conditional=False, **meta)
 
     def parse_document(self, response: Response) -> Iterable[Request]:
         source: Source = response.meta["source"]
@@ -220,6 +246,12 @@ class SourcesSpider(scrapy.Spider):
         except READ_ERRORS as exc:
             yield from self.document_error(response.request, "parse error", f"{response.url}: {exc}", response.status)
             return
+        except Exception as exc:  # a reader's bug on an odd document must not hide the source's failure
+            self.logger.exception("%s: reading %s failed", source.name, response.url)
+            yield from self.document_error(
+                response.request, "parse error", f"{response.url}: {type(exc).__name__}: {exc}", response.status
+            )
+            return
         if validators is not None and source.name not in self.pending_validators:
             self.pending_validators[source.name] = validators
         yield from requests
@@ -228,13 +260,24 @@ class SourcesSpider(scrapy.Spider):
     # -- one reader per source type ----------------------------------------------------------
 
     def read_feed(self, source: Source, response: Response) -> Iterable[Request]:
-        entries = parse_feed(response.body, response.url).entries
-        if source.max_items:
-            entries = entries[: source.max_items]
+        content_type = response.headers.get(b"Content-Type")
+        headers = {"content-type": content_type.decode("latin-1")} if content_type else {}
+        parsed = parse_feed(response.body, response.url, headers)
+        entries = self.within_max_items(source, parsed.entries)
         self.runs[source.name].feed_found = True
         self.source_ok(source, "ok", response.status, len(entries))
+        if parsed.damage:
+            self.note_problem(source, response.url, "parse error", f"{response.url}: {parsed.damage}")
         self.queue_articles(source, entries)
         return []
+
+    def within_max_items(self, source: Source, entries: list[FeedEntry]) -> list[FeedEntry]:
+        """The entries still within the source's max_items, counted over all its documents of the run."""
+        run = self.runs[source.name]
+        if source.max_items:
+            entries = entries[: max(0, source.max_items - run.items_seen)]
+        run.items_seen += len(entries)
+        return entries
 
     def read_sitemap(self, source: Source, response: Response) -> Iterable[Request]:
         since = None
@@ -242,26 +285,37 @@ class SourcesSpider(scrapy.Spider):
             since = datetime.now(timezone.utc) - timedelta(days=source.since_days)
         parsed = parse_sitemap(response.body, response.url, since)
         self.crawler.stats.inc_value("armswatch/sitemap_items_too_old", parsed.skipped_old)
-        entries = parsed.entries[: source.max_items] if source.max_items else parsed.entries
+        entries = self.within_max_items(source, parsed.entries)
         self.source_ok(source, "ok", response.status, len(entries))
+        if parsed.damage:
+            self.note_problem(source, response.url, "parse error", f"{response.url}: {parsed.damage}")
         depth = response.meta.get("depth_in_source", 0)
         self.queue_articles(source, entries)
         requests = []
+        if parsed.children:
+            self.runs[source.name].keep_validators = False  # its children change while it stays the same
         if parsed.children and depth < MAX_SITEMAP_DEPTH:
+            if len(parsed.children) > MAX_SITEMAP_CHILDREN:
+                self.logger.info(
+                    "%s: %s lists %d sitemaps; reading the %d newest (a since_days window leaves out older ones)",
+                    source.name, response.url, len(parsed.children), MAX_SITEMAP_CHILDREN,
+                )
             for url in parsed.children[:MAX_SITEMAP_CHILDREN]:
-                if is_fetchable_url(url):
-                    requests.append(self.document_request(source, url, CHILD_SITEMAP, conditional=False, depth_in_source=depth + 1))
+                request = self.further_request(source, url, CHILD_SITEMAP, depth_in_source=depth + 1)
+                if request is not None:
+                    requests.append(request)
         return requests
 
     def read_listing(self, source: Source, response: Response) -> Iterable[Request]:
         page = response.meta.get("page_number", 1)
         parsed = parse_listing(_text_of(response), response.url, source.selector)
-        entries = parsed.entries[: source.max_items] if source.max_items else parsed.entries
+        entries = self.within_max_items(source, parsed.entries)
         self.source_ok(source, "ok", response.status, len(entries))
         queued = self.queue_articles(source, entries)
         # Older pages of a listing hold older articles: stop paging once a page brings nothing new.
         if parsed.next_page and page < source.max_pages and (queued or self.refresh):
-            return [self.document_request(source, parsed.next_page, NEXT_PAGE, conditional=False, page_number=page + 1)]
+            request = self.further_request(source, parsed.next_page, NEXT_PAGE, page_number=page + 1)
+            return [request] if request is not None else []
         return []
 
     def discover_feeds(self, source: Source, response: Response) -> Iterable[Request]:
@@ -270,6 +324,7 @@ class SourcesSpider(scrapy.Spider):
         if feeds:
             self.runs[source.name].announced_pending = len(feeds)
             # Only the first feed carries the source's validators: one set per source.
+            self.runs[source.name].documents.update(feeds)
             return [self.document_request(source, url, ANNOUNCED, conditional=i == 0) for i, url in enumerate(feeds)]
         return [self.probe_request(source, 0)]
 
@@ -353,6 +408,8 @@ class SourcesSpider(scrapy.Spider):
         source: Source = request.meta["source"]
         error_class, message = classify_failure(failure)
         self.note_error(source, request.url, error_class, message)
+        if error_class in PASSING_ERRORS or error_class.startswith("HTTP 5"):
+            self.runs[source.name].keep_validators = False  # retried next run even if its feed stays the same
 
     # -- health ------------------------------------------------------------------------------
 
@@ -363,8 +420,8 @@ class SourcesSpider(scrapy.Spider):
             if items_seen:
                 self.store.add_items_seen(source.name, items_seen)
             return
-        run.recorded = True
-        self.store.record_source_result(
+        run.recorded = run.succeeded = True
+        run.before = self.store.record_source_result(
             source.name, ok=True, status=status, http_status=http_status,
             items_seen=items_seen, items_new=0, run_id=self.run_id,
         )
@@ -389,13 +446,15 @@ class SourcesSpider(scrapy.Spider):
             self.source_error(source, source.url, "no feed found", f"{source.url} announces no feed and none answers at {paths}", None)
             return
         if role == ANNOUNCED:
-            self.note_error(source, request.url, error_class, message)
             run.announced_pending -= 1
             if run.announced_pending <= 0 and not run.feed_found:
+                self.note_error(source, request.url, error_class, message)
                 yield self.probe_request(source, 0)
+            else:
+                self.note_problem(source, request.url, error_class, message)
             return
         if role in (CHILD_SITEMAP, NEXT_PAGE):
-            self.note_error(source, request.url, error_class, message)
+            self.note_problem(source, request.url, error_class, message)
             return
         self.source_error(source, request.url, error_class, message, http_status)
 
@@ -404,6 +463,29 @@ class SourcesSpider(scrapy.Spider):
         self.crawler.stats.inc_value("armswatch/errors")
         self.logger.warning("%s: %s failed: %s", source.name, url, message)
         self.store.record_error(self.run_id, source.name, url, error_class, message)
+
+    def note_problem(self, source: Source, url: str, error_class: str, message: str) -> None:
+        """A further document of a source failed or came damaged: recorded now, shown in its
+        health at the end of the run, and the source's validators are not saved (retried next run)."""
+        self.note_error(source, url, error_class, message)
+        run = self.runs[source.name]
+        run.problems.append((error_class, message))
+        run.keep_validators = False
+
+    def record_problems(self) -> None:
+        """Health of the sources whose further documents failed: "partial" when items were still
+        read, a failure of the source when none was (a sitemap index whose sitemaps all failed)."""
+        for name, run in self.runs.items():
+            if not run.problems or not run.succeeded:
+                continue
+            error_class, message = run.problems[0]
+            more = len(run.problems) - 1
+            error = message + (f" (and {more} more failed document{'s' if more > 1 else ''})" if more else "")
+            failed = run.items_seen == 0
+            self.store.record_source_problems(
+                name, status=error_class if failed else "partial", error=error, failed=failed, before=run.before,
+                run_id=self.run_id,
+            )
 
     def source_error(self, source: Source, url: str, error_class: str, message: str, http_status: int | None) -> None:
         self.note_error(source, url, error_class, message)

@@ -200,11 +200,12 @@ class ArticleStore:
         items_seen: int = 0,
         items_new: int = 0,
         run_id: int | None = None,
-    ) -> None:
+    ) -> tuple[int, str | None]:
         """Update a source's health after one fetch of its feed, sitemap or listing page.
 
         `status` is "ok", "not modified", "unchanged", or an error class such as
         "timeout", "DNS", "refused", "HTTP 500", "parse error", "robots denied".
+        Returns (consecutive failures, last success) as they were before.
         """
         now = utc_now()
         with self.transaction():
@@ -227,6 +228,26 @@ class ArticleStore:
                 "last_run_id": run_id,
             }
             self.db["source_health"].upsert(row, pk="source")
+        return (current[0], current[1]) if current else (0, None)
+
+    def record_source_problems(
+        self, name: str, *, status: str, error: str, failed: bool, before: tuple[int, str | None], run_id: int | None
+    ) -> None:
+        """The first document of a source was read, further ones (child sitemaps, listing pages,
+        announced feeds) failed or came damaged. `failed`: the run got no item from the source,
+        so it counts as a failed run after all; `before` is what record_source_result returned."""
+        with self.transaction():
+            if failed:
+                self.db.execute(
+                    "update source_health set status = ?, error = ?, consecutive_failures = ?, last_success = ?"
+                    " where source = ? and last_run_id is ?",
+                    [status, error, before[0] + 1, before[1], name, run_id],
+                )
+            else:
+                self.db.execute(
+                    "update source_health set status = ?, error = ? where source = ? and last_run_id is ?",
+                    [status, error, name, run_id],
+                )
 
     def add_items_new(self, name: str, count: int = 1) -> None:
         """Count a new article against the source that listed it (its health row)."""

@@ -1,0 +1,154 @@
+"""Run after run: what one crawl could not finish the next one does, and a source whose
+further documents fail says so in the health table.
+
+A live server on 127.0.0.1 whose pages the tests change between crawls (`web.pages`)."""
+
+from __future__ import annotations
+
+from io import BytesIO
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from crawler.demo_server import SiteHandler, SiteServer
+from tests.conftest import rows, run_armswatch
+from tests.test_sources import health, write_config
+
+ARMS = "Russia received a new batch of Shahed drones from Iran, the ministry of defence said on Monday."
+
+
+def article(title: str, body: str = ARMS) -> bytes:
+    paragraphs = "".join(f"<p>{body} Paragraph {i} adds detail about the delivery and the payment for it.</p>" for i in range(4))
+    return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
+<body><article><h1>{title}</h1>{paragraphs}</article></body></html>""".encode()
+
+
+def urlset(base: str, paths: list[str]) -> bytes:
+    urls = "".join(f"<url><loc>{base}{path}</loc></url>" for path in paths)
+    return f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>'.encode()
+
+
+def index(base: str, paths: list[str]) -> bytes:
+    listed = "".join(f"<sitemap><loc>{base}{path}</loc></sitemap>" for path in paths)
+    return f'<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{listed}</sitemapindex>'.encode()
+
+
+def rss(base: str, paths: list[str]) -> bytes:
+    items = "".join(f"<item><title>{path}</title><link>{base}{path}</link></item>" for path in paths)
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>Wire</title>{items}</channel></rss>'.encode()
+
+
+class ChangingHandler(SiteHandler):
+    """Serves `server.pages`: path -> (status, body, content type); anything else is a 404."""
+
+    def send_head(self):  # type: ignore[override]
+        status, body, content_type = self.server.pages.get(urlsplit(self.path).path, (404, b"not here", "text/plain"))
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        return BytesIO(body)
+
+
+@pytest.fixture
+def web():
+    server = SiteServer(Path("."), handler=ChangingHandler)
+    server.httpd.pages = {}  # type: ignore[attr-defined]
+    with server:
+        yield server
+
+
+def serve(web, path: str, body: bytes, status: int = 200, content_type: str = "application/xml") -> None:
+    web.httpd.pages[path] = (status, body, content_type)
+
+
+def crawl(config: Path):
+    result = run_armswatch("crawl", "--config", str(config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def stored(db: Path) -> set[str]:
+    return {urlsplit(r["url"]).path for r in rows(db, "select url from articles")}
+
+
+def test_an_unchanged_sitemap_index_still_leads_to_its_new_stories(web, tmp_path):
+    b = web.base_url
+    serve(web, "/sitemap.xml", index(b, ["/news-sitemap.xml"]))
+    serve(web, "/news-sitemap.xml", urlset(b, ["/a/one.html"]))
+    serve(web, "/a/one.html", article("One"), content_type="text/html")
+    config = write_config(tmp_path / "c.toml", [{"name": "site", "url": f"{b}/sitemap.xml", "type": "sitemap"}])
+    crawl(config)
+    assert stored(tmp_path / "x.db") == {"/a/one.html"}
+
+    # the index is the same to the byte; its child sitemap lists a new story
+    serve(web, "/news-sitemap.xml", urlset(b, ["/a/two.html", "/a/one.html"]))
+    serve(web, "/a/two.html", article("Two"), content_type="text/html")
+    web.request_log.clear()
+    crawl(config)
+    assert stored(tmp_path / "x.db") == {"/a/one.html", "/a/two.html"}
+    assert "/a/one.html" not in web.request_log  # stored already: not fetched again
+
+
+def test_a_failing_child_sitemap_shows_in_the_health_table(web, tmp_path):
+    b = web.base_url
+    serve(web, "/all-dead.xml", index(b, ["/gone.xml"]))
+    serve(web, "/half-dead.xml", index(b, ["/gone.xml", "/live.xml"]))
+    serve(web, "/live.xml", urlset(b, ["/a/live.html"]))
+    serve(web, "/a/live.html", article("Live"), content_type="text/html")
+    config = write_config(tmp_path / "c.toml", [
+        {"name": "all dead", "url": f"{b}/all-dead.xml", "type": "sitemap"},
+        {"name": "half dead", "url": f"{b}/half-dead.xml", "type": "sitemap"},
+    ])
+    crawl(config)
+    states = health(tmp_path / "x.db")
+    assert states["all dead"]["status"] == "HTTP 404" and states["all dead"]["consecutive_failures"] == 1
+    assert "/gone.xml" in states["all dead"]["error"] and states["all dead"]["last_success"] is None
+    assert states["half dead"]["status"] == "partial" and states["half dead"]["consecutive_failures"] == 0
+    assert "/gone.xml" in states["half dead"]["error"]
+    assert stored(tmp_path / "x.db") == {"/a/live.html"}
+
+    crawl(config)  # a second failed run counts on
+    assert health(tmp_path / "x.db")["all dead"]["consecutive_failures"] == 2
+
+    serve(web, "/gone.xml", urlset(b, ["/a/back.html"]))
+    serve(web, "/a/back.html", article("Back"), content_type="text/html")
+    crawl(config)
+    states = health(tmp_path / "x.db")
+    assert states["all dead"]["status"] == "ok" and states["all dead"]["consecutive_failures"] == 0
+    assert states["half dead"]["status"] == "ok" and states["half dead"]["error"] is None
+    assert "/a/back.html" in stored(tmp_path / "x.db")
+
+
+def test_an_article_that_failed_is_fetched_again_though_its_feed_has_not_changed(web, tmp_path):
+    b = web.base_url
+    serve(web, "/feed.xml", rss(b, ["/a/steady.html", "/a/flaky.html"]))
+    serve(web, "/a/steady.html", article("Steady"), content_type="text/html")
+    serve(web, "/a/flaky.html", b"busy", status=503, content_type="text/plain")
+    config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}])
+    crawl(config)
+    assert stored(tmp_path / "x.db") == {"/a/steady.html"}
+
+    serve(web, "/a/flaky.html", article("Flaky"), content_type="text/html")
+    crawl(config)
+    assert stored(tmp_path / "x.db") == {"/a/steady.html", "/a/flaky.html"}
+
+    web.request_log.clear()  # all stored now: the unchanged feed is skipped again
+    crawl(config)
+    assert health(tmp_path / "x.db")["wire"]["status"] == "unchanged"
+    assert [p for p in web.request_log if p.startswith("/a/")] == []
+
+
+def test_max_items_counts_over_all_the_documents_of_a_source(web, tmp_path):
+    b = web.base_url
+    serve(web, "/sitemap.xml", index(b, ["/s1.xml", "/s2.xml"]))
+    serve(web, "/s1.xml", urlset(b, [f"/a/one-{i}.html" for i in range(3)]))
+    serve(web, "/s2.xml", urlset(b, [f"/a/two-{i}.html" for i in range(3)]))
+    for i in range(3):
+        for name in ("one", "two"):
+            serve(web, f"/a/{name}-{i}.html", article(f"{name} {i}"), content_type="text/html")
+    config = write_config(tmp_path / "c.toml", [{"name": "site", "url": f"{b}/sitemap.xml", "type": "sitemap", "max_items": 4}])
+    crawl(config)
+    assert len(stored(tmp_path / "x.db")) == 4
+    assert health(tmp_path / "x.db")["site"]["items_seen"] == 4
