@@ -37,6 +37,7 @@ from crawler.items import Article, FeedEntry
 from crawler.language_model import install as install_language_model
 from crawler.language_model import share_language_model
 from crawler.trafilatura_xpaths import install as install_xpath_matchers
+from crawler.urls import canonical_url
 
 __all__ = ["MAX_HTML_BYTES", "article_report", "decode_html", "extract_article", "load_source"]
 
@@ -239,7 +240,9 @@ def _registered_domain_of_host(host: str) -> str:
 
 
 def _canonical(tree: HtmlElement, meta: dict[str, str], url: str) -> str:
-    """rel=canonical or og:url, but only on the same site: a page cannot claim another site's URL."""
+    """rel=canonical or og:url in canonical form, when it can be this page's own address: on the
+    same site (a page cannot claim another site's URL), and neither the site's root nor a section
+    above the page, a CMS slip that would make every article of the site one row."""
     candidates = _CANONICAL_LINKS(tree) + [meta.get("og:url", "")]
     own_host = urlsplit(url).hostname
     for href in candidates:
@@ -254,8 +257,21 @@ def _canonical(tree: HtmlElement, meta: dict[str, str], url: str) -> str:
         if parts.scheme not in ("http", "https") or not parts.hostname or not own_host:
             continue
         if parts.hostname == own_host or registered_domain(absolute) == registered_domain(url):
-            return absolute
-    return url
+            if _root_or_section_above(parts.path, urlsplit(url).path):
+                continue
+            return canonical_url(absolute)
+    return canonical_url(url)
+
+
+_AMP_ENDINGS = ("amp", "amp.html", "amphtml")  # /story/amp names the page /story
+
+
+def _root_or_section_above(candidate_path: str, page_path: str) -> bool:
+    """True for "/" or "/news/" as the canonical of /news/2026/story.html (not for /story of /story/amp)."""
+    candidate, page = candidate_path.rstrip("/"), page_path.rstrip("/")
+    if not candidate:
+        return True
+    return page.startswith(candidate + "/") and page[len(candidate) + 1 :].lower() not in _AMP_ENDINGS
 
 
 def _declared_language(tree: HtmlElement, meta: dict[str, str]) -> str | None:

@@ -1,13 +1,17 @@
 """URL policy: which URLs may be fetched, and the canonical form an article is stored under.
 
-courlan does the normalising (lower-cased host, sorted query, tracking parameters and
-fragments removed), so the same article reached through two links is one row.
+courlan does the normalising (lower-cased host, default port and fragment dropped), so the
+same article reached through two links is one row. The query is cleaned here: courlan's
+tracker pattern is unanchored and also drops parameters that name the article (`cid`, `eid`,
+`uid`, `gallery`, `source`), which would make different articles one row and fetch the
+wrong page.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from urllib.parse import urlsplit, urlunsplit
+import re
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import courlan
 
@@ -23,19 +27,28 @@ def is_fetchable_url(url: str | None) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-def canonical_url(url: str) -> str:
-    """The form an article URL is stored and deduplicated under.
+# Parameters that only say how a reader arrived (campaigns, click ids, share widgets)
+TRACKING_PARAMETER = re.compile(
+    r"^(?:utm_|ns_|at_|pk_|mtm_|itm_|hsa_|vero_|oly_|mc_|_hs)"
+    r"|^(?:fbclid|gclid|gclsrc|dclid|msclkid|yclid|twclid|ttclid|igshid|wbraid|gbraid|_ga|_gl|mkt_tok|ocid"
+    r"|cmpid|icid|xtor|ref|ref_src|ref_url|referrer|spm|sr_share|s_cid|wt_mc|wt\.mc_id|smid|smtyp"
+    r"|fb_action_ids|fb_action_types|fb_source|fb_ref|soc_src|soc_trk)$",
+    re.IGNORECASE,
+)
 
-    courlan lower-cases the host, sorts the query and drops tracking parameters
-    (utm_*, fbclid, gclid, ref, ...); the fragment is dropped too. Its strict mode is not
-    used: it also drops meaningful parameters such as `?q=` of a search feed.
-    """
+
+def canonical_url(url: str) -> str:
+    """The form an article URL is stored and deduplicated under: courlan's normal form, the
+    query sorted and without tracking parameters, no fragment."""
     url = url.strip()
     try:
-        normalized = courlan.normalize_url(url)
+        parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        normalized = courlan.normalize_url(urlunsplit(parts._replace(query="", fragment="")))
     except (ValueError, AttributeError):
         return url
-    return urlunsplit(urlsplit(normalized)._replace(fragment=""))
+    kept = {name: query[name] for name in sorted(query) if not TRACKING_PARAMETER.search(name)}
+    return urlunsplit(urlsplit(normalized)._replace(query=urlencode(kept, doseq=True), fragment=""))
 
 
 def host_of(url: str) -> str:

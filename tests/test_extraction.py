@@ -13,6 +13,7 @@ import pytest
 from crawler.cleaning import comparison_key
 from crawler.encoding import decode_html
 from crawler.extraction import MAX_HTML_BYTES, article_report, extract_article, load_source
+from crawler.urls import canonical_url
 from crawler.items import Article, FeedEntry
 from tests.conftest import SEED_TEXTS
 
@@ -289,3 +290,31 @@ def test_pages_that_need_the_readability_comparison_still_get_their_story(name, 
     assert article is not None
     assert opening in article.text[:400]
     assert len(article.text) < 3000  # the story, not the page around it
+
+
+def test_a_canonical_naming_the_homepage_or_a_section_is_not_the_article():
+    page = (FIXTURES / "fr-utf8-no-charset.html").read_bytes()
+
+    def canonical_of(href: str, url: str) -> str:
+        tagged = page.replace(b"<head>", f'<head><link rel="canonical" href="{href}">'.encode())
+        return extract_article(tagged, url).canonical_url
+
+    story = "https://paper.example/news/2026/11/story.html"
+    assert canonical_of("https://paper.example/", story) == story  # a CMS slip: every article would be one row
+    assert canonical_of("/news/", story) == story
+    assert canonical_of("https://paper.example/news/story-main.html?utm_source=amp#top",
+                        "https://paper.example/news/amp/story.html") == "https://paper.example/news/story-main.html"
+    assert canonical_of("/news/story", "https://paper.example/news/story/amp") == "https://paper.example/news/story"
+
+
+@pytest.mark.parametrize(
+    "link, canonical",
+    [
+        ("https://Paper.example:443/view.php?cid=101&utm_source=rss#comments", "https://paper.example/view.php?cid=101"),
+        ("https://paper.example/event?eid=5&fbclid=x&gclid=y", "https://paper.example/event?eid=5"),
+        ("https://paper.example/photo?gallery=8&_ga=1&mc_eid=3", "https://paper.example/photo?gallery=8"),
+        ("https://paper.example/a?p=4&id=7&ref=home", "https://paper.example/a?id=7&p=4"),
+    ],
+)
+def test_parameters_that_name_the_article_survive_and_trackers_do_not(link, canonical):
+    assert canonical_url(link) == canonical
