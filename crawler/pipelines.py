@@ -58,7 +58,7 @@ class ExtractionPipeline:
     def new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             max_workers=self.workers, mp_context=extraction_context(), initializer=init_worker,
-            initargs=(self.rule_specs,),
+            initargs=(self.rule_specs, os.getpid()),
         )
 
     def start_workers(self) -> Future:

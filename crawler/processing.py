@@ -7,6 +7,10 @@ pure function of the downloaded page and the rule set loaded once per worker.
 from __future__ import annotations
 
 import logging
+import os
+import select
+import threading
+import time
 
 from crawler.items import PageItem, ProcessedArticle, text_hash
 from crawler.rules import DEFAULT_RULE_SETS, load_rules
@@ -17,13 +21,38 @@ _rules = None
 _rule_specs: tuple[str, ...] = ()
 
 
-def init_worker(rule_specs: tuple[str, ...]) -> None:
-    """Load the rule set once per worker process (or keep the one the forkserver preloaded)."""
+def init_worker(rule_specs: tuple[str, ...], crawl_pid: int | None = None) -> None:
+    """Load the rule set once per worker process (or keep the one the forkserver preloaded), and
+    end the worker when the crawl process `crawl_pid` dies."""
     global _rules, _rule_specs
+    if crawl_pid is not None:
+        threading.Thread(target=_exit_when_gone, args=(crawl_pid,), name="armswatch-crawl-watch", daemon=True).start()
     if _rules is not None and _rule_specs == tuple(rule_specs):
         return
     _rules = load_rules(rule_specs)
     _rule_specs = tuple(rule_specs)
+
+
+def _exit_when_gone(pid: int) -> None:
+    """A crawl killed with SIGKILL (a hung run the scheduler gave up on) tells its workers
+    nothing: they would wait for work forever, holding the pool's queues and so the forkserver
+    too, some 100 MB each. The worker waits for the crawl process's end and exits with it."""
+    try:
+        handle = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # no pidfd (an old kernel): look once a second
+        handle = None
+    if handle is not None:
+        select.select([handle], [], [])
+    else:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            except PermissionError:  # alive, and no longer ours to signal: its pid was reused
+                break
+            time.sleep(1.0)
+    os._exit(1)
 
 
 def worker_ready() -> bool:

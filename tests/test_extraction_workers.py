@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import http.server
 import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
 from crawler.extraction_server import WORKER_NICENESS, extraction_context
+from tests.conftest import ROOT, rows
 
 
 @pytest.mark.skipif(not hasattr(os, "nice"), reason="no process priorities here")
@@ -40,3 +48,96 @@ def test_workers_share_one_copy_of_the_jusText_stopwords():
     with ProcessPoolExecutor(1, mp_context=extraction_context()) as pool:
         same_words, held_once, other_lists = pool.submit(stoplists_in_this_process).result(timeout=120)
     assert same_words and held_once and other_lists
+
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid`: the forkserver, its workers, the resource tracker."""
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as children:
+                    for child in map(int, children.read().split()):
+                        if child not in found:
+                            found.add(child)
+                            stack.append(child)
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class HangingArticles(http.server.BaseHTTPRequestHandler):
+    """A feed of two articles: the first answers, the second hangs until the test ends."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        if self.path == "/feed.xml":
+            items = "".join(f"<item><title>{n}</title><link>{base}/{n}.html</link></item>" for n in ("quick", "hang"))
+            body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
+        elif self.path == "/quick.html":
+            body = ("<html><body><article><h1>Quick</h1>" + "<p>Russia bought Shahed drones from Iran.</p>" * 20
+                    + "</article></body></html>").encode()
+        elif self.path == "/hang.html":
+            self.server.release.wait(120)
+            return
+        else:
+            self.send_response(404)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux /proc")
+def test_a_crawl_killed_with_sigkill_leaves_no_extraction_process_behind(tmp_path):
+    """The scheduler kills a hung crawl with SIGKILL; its workers and their server must not live on."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HangingArticles)
+    server.daemon_threads = True
+    server.release = threading.Event()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    config = tmp_path / "c.toml"
+    config.write_text(f'[crawl]\ndb = "x.db"\ndownload_delay = 0\ndownload_timeout = 120\n\n'
+                      f'[[sources]]\nname = "wire"\nurl = "http://127.0.0.1:{server.server_address[1]}/feed.xml"\n')
+    crawl = subprocess.Popen([sys.executable, "-m", "crawler.cli", "crawl", "--config", str(config)], cwd=tmp_path,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not rows_exist(tmp_path / "x.db") and time.monotonic() < deadline:  # the quick article went through a worker
+            time.sleep(0.2)
+        below = descendants(crawl.pid)
+        assert len(below) >= 3, below  # forkserver, a worker, the resource tracker
+        crawl.kill()
+        crawl.wait()
+        deadline = time.monotonic() + 20
+        while any(alive(pid) for pid in below) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [pid for pid in below if alive(pid)] == []
+    finally:
+        server.release.set()
+        for pid in descendants(crawl.pid) | (below if "below" in locals() else set()):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        server.shutdown()
+
+
+def rows_exist(db) -> bool:
+    try:
+        return bool(rows(db, "select 1 from articles"))
+    except sqlite3.Error:
+        return False
