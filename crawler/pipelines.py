@@ -24,7 +24,7 @@ from twisted.internet.task import LoopingCall
 from crawler.clustering import CandidateCache, assign_story
 from crawler.extraction_server import extraction_context, start_extraction_server
 from crawler.items import PageItem, ProcessedArticle
-from crawler.processing import init_worker, process_page, worker_ready
+from crawler.processing import NO_ARTICLE_TEXT, init_worker, process_page, worker_ready
 from crawler.rules import DEFAULT_RULE_SETS, load_rules
 
 LOGGER = logging.getLogger(__name__)
@@ -162,12 +162,17 @@ class StoragePipeline:
             return
         spider = self.crawler.spider
         new_per_source: Counter[str] = Counter()
-        with spider.store.transaction():
-            for item in batch:
-                if self.store(item, spider):
-                    new_per_source[item.source] += 1
-            for source, count in new_per_source.items():  # one health update per source, not per article
-                spider.store.add_items_new(source, count)
+        try:
+            with spider.store.transaction():
+                for item in batch:
+                    if self.store(item, spider):
+                        new_per_source[item.source] += 1
+                for source, count in new_per_source.items():  # one health update per source, not per article
+                    spider.store.add_items_new(source, count)
+        except Exception:
+            for item in batch:  # the batch is lost: its sources are read in full next run
+                spider.retry_next_run(item.source)
+            raise
 
     def store(self, item: ProcessedArticle, spider: Spider) -> bool:
         """Write one article in its own savepoint; True when it is a new article."""
@@ -176,6 +181,8 @@ class StoragePipeline:
         if item.article is None:
             stats.inc_value("armswatch/errors")
             store.record_error(spider.run_id, item.source, item.page_url, "no article", item.error or "no article")
+            if item.error != NO_ARTICLE_TEXT:  # a worker died or failed: the page may work next time
+                spider.retry_next_run(item.source)
             return False
         try:
             with store.transaction():  # the article and its story land together or not at all
@@ -186,6 +193,7 @@ class StoragePipeline:
             LOGGER.exception("storing %s failed", item.page_url)
             stats.inc_value("armswatch/errors")
             store.record_error(spider.run_id, item.source, item.page_url, "storage", f"{type(exc).__name__}: {exc}")
+            spider.retry_next_run(item.source)
             return False
         if saved.is_new:
             stats.inc_value("armswatch/articles_stored")

@@ -17,6 +17,8 @@ from crawler.rules import DEFAULT_RULE_SETS, load_rules
 
 logger = logging.getLogger(__name__)
 
+NO_ARTICLE_TEXT = "no article text on the page or in the feed entry"  # the page's doing: not retried
+
 _rules = None
 _rule_specs: tuple[str, ...] = ()
 
@@ -69,7 +71,7 @@ def process_page(page: PageItem, rule_specs: tuple[str, ...] = DEFAULT_RULE_SETS
             init_worker(rule_specs)
         article = extract_article(page.body, page.final_url, page.headers, page.entry)
         if article is None:
-            return ProcessedArticle(page.url, page.source, None, error="no article text on the page or in the feed entry",
+            return ProcessedArticle(page.url, page.source, None, error=NO_ARTICLE_TEXT,
                                     state_affiliated=page.state_affiliated)
         matches = _rules.match(article.title, article.text, article.language)
         return ProcessedArticle(

@@ -17,11 +17,13 @@ import courlan
 
 
 def is_fetchable_url(url: str | None) -> bool:
-    """Only absolute http(s) URLs with a host are ever fetched (no file:, data:, javascript:)."""
+    """Only absolute http(s) URLs with a host and a valid port are ever fetched (no file:, data:,
+    javascript:, nor a port such as 99999 that Scrapy would refuse mid-crawl)."""
     if not url or not isinstance(url, str):
         return False
     try:
         parts = urlsplit(url.strip())
+        parts.port  # noqa: B018  raises ValueError when out of range or not a number
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -356,15 +356,25 @@ class SourcesSpider(scrapy.Spider):
         """Hand Scrapy the article requests the frontier lets out now."""
         for site, (source, entry, url) in self.frontier.take(sites):
             headers = {"User-Agent": source.user_agent} if source.user_agent else {}
-            self.crawler.engine.crawl(
-                Request(
+            try:
+                request = Request(
                     url,
                     callback=self.parse_article,
                     errback=self.article_failed,
                     headers=headers,
                     meta={"source": source, "entry": entry, "canonical": url, "frontier_site": site},
                 )
-            )
+            except ValueError as exc:  # a link Scrapy will not request must not cost the others of its site
+                self.frontier.finished(site)
+                self.note_error(source, url, "bad link", f"{url[:300]}: {exc}")
+                continue
+            self.crawler.engine.crawl(request)
+
+    def retry_next_run(self, source_name: str) -> None:
+        """Something of this source failed in a way that may pass: its validators are not saved, so
+        that the next run reads its documents in full and retries what is not stored."""
+        if source_name in self.runs:
+            self.runs[source_name].keep_validators = False
 
     def article_finished(self, request: Request) -> None:
         site = request.meta["frontier_site"]
@@ -409,7 +419,7 @@ class SourcesSpider(scrapy.Spider):
         error_class, message = classify_failure(failure)
         self.note_error(source, request.url, error_class, message)
         if error_class in PASSING_ERRORS or error_class.startswith("HTTP 5"):
-            self.runs[source.name].keep_validators = False  # retried next run even if its feed stays the same
+            self.retry_next_run(source.name)
 
     # -- health ------------------------------------------------------------------------------
 
@@ -468,9 +478,8 @@ class SourcesSpider(scrapy.Spider):
         """A further document of a source failed or came damaged: recorded now, shown in its
         health at the end of the run, and the source's validators are not saved (retried next run)."""
         self.note_error(source, url, error_class, message)
-        run = self.runs[source.name]
-        run.problems.append((error_class, message))
-        run.keep_validators = False
+        self.runs[source.name].problems.append((error_class, message))
+        self.retry_next_run(source.name)
 
     def record_problems(self) -> None:
         """Health of the sources whose further documents failed: "partial" when items were still

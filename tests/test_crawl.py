@@ -127,6 +127,15 @@ def test_an_article_the_database_refuses_is_recorded_and_its_batch_is_kept(site,
     assert len(errors) == 1 and errors[0]["url"].endswith("iran-drones.html")
     assert "refused by the test" in errors[0]["message"]
 
+    # once the database takes it, the next run stores it, though the feeds have not changed
+    conn = sqlite3.connect(db)
+    conn.execute("drop trigger refuse_drones")
+    conn.commit()
+    conn.close()
+    again = run_armswatch("crawl", "--feed", f"{site.base_url}/feed.xml", "--feed", f"{site.base_url}/atom.xml", "--db", str(db))
+    assert again.returncode == 0, again.stderr
+    assert "iran-drones.html" in {r["url"].rsplit("/", 1)[1] for r in rows(db, "select url from articles")}
+
 
 def _page(title: str, head_extra: str, body: str) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>{head_extra}</head>"

@@ -152,3 +152,15 @@ def test_max_items_counts_over_all_the_documents_of_a_source(web, tmp_path):
     crawl(config)
     assert len(stored(tmp_path / "x.db")) == 4
     assert health(tmp_path / "x.db")["site"]["items_seen"] == 4
+
+
+def test_a_malformed_link_in_a_feed_costs_only_itself(web, tmp_path):
+    b = web.base_url
+    feed = rss(b, ["/a/one.html", "/a/two.html"]).replace(
+        b"<item><title>/a/two.html", b"<item><title>bad</title><link>http://127.0.0.1:99999/x</link></item><item><title>/a/two.html"
+    )
+    serve(web, "/feed.xml", feed)
+    serve(web, "/a/one.html", article("One"), content_type="text/html")
+    serve(web, "/a/two.html", article("Two"), content_type="text/html")
+    crawl(write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}]))
+    assert stored(tmp_path / "x.db") == {"/a/one.html", "/a/two.html"}
