@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
 
 from crawler.middlewares import ForbiddenUrl, RedirectLoop
+from crawler.robotstxt import UNREACHABLE
 
 
 def classify_failure(failure: Failure) -> tuple[str, str]:
@@ -50,6 +51,8 @@ def classify_failure(failure: Failure) -> tuple[str, str]:
         return "redirect loop", str(error)
     if failure.check(IgnoreRequest):
         text = str(error)
+        if text.startswith(UNREACHABLE):  # "robots.txt unreachable (timeout): ..."
+            return text[len(UNREACHABLE) + 2 :].split(")", 1)[0], f"{url} not fetched: {text}"
         if "robots.txt" in text.lower():
             return "robots denied", f"robots.txt forbids {url}"
         if "DOWNLOAD_MAXSIZE" in text:  # a compression bomb, cut while inflating

@@ -5,6 +5,7 @@ A live server on 127.0.0.1 whose pages the tests change between crawls (`web.pag
 
 from __future__ import annotations
 
+import threading
 from io import BytesIO
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -40,10 +41,14 @@ def rss(base: str, paths: list[str]) -> bytes:
 
 
 class ChangingHandler(SiteHandler):
-    """Serves `server.pages`: path -> (status, body, content type); anything else is a 404."""
+    """Serves `server.pages`: path -> (status, body, content type); anything else is a 404.
+    Status 0 hangs (until the test ends) instead of answering."""
 
     def send_head(self):  # type: ignore[override]
         status, body, content_type = self.server.pages.get(urlsplit(self.path).path, (404, b"not here", "text/plain"))
+        if status == 0:
+            self.server.released.wait(60)
+            return None
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -55,8 +60,10 @@ class ChangingHandler(SiteHandler):
 def web():
     server = SiteServer(Path("."), handler=ChangingHandler)
     server.httpd.pages = {}  # type: ignore[attr-defined]
+    server.httpd.released = threading.Event()  # type: ignore[attr-defined]
     with server:
         yield server
+        server.httpd.released.set()  # type: ignore[attr-defined]
 
 
 def serve(web, path: str, body: bytes, status: int = 200, content_type: str = "application/xml") -> None:
@@ -164,3 +171,21 @@ def test_a_malformed_link_in_a_feed_costs_only_itself(web, tmp_path):
     serve(web, "/a/two.html", article("Two"), content_type="text/html")
     crawl(write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}]))
     assert stored(tmp_path / "x.db") == {"/a/one.html", "/a/two.html"}
+
+
+@pytest.mark.parametrize("robots_status, error_class", [(503, "HTTP 503"), (0, "timeout")], ids=["robots-503", "robots-hangs"])
+def test_a_site_whose_robots_txt_cannot_be_read_is_not_crawled(web, tmp_path, robots_status, error_class):
+    """RFC 9309: an unreachable robots.txt is no permission; and the site's other documents fail at
+    once with the reason, instead of each waiting for its own timeout."""
+    b = web.base_url
+    serve(web, "/robots.txt", b"down", status=robots_status, content_type="text/plain")
+    serve(web, "/one.xml", rss(b, ["/a/one.html"]))
+    serve(web, "/two.xml", rss(b, ["/a/two.html"]))
+    config = write_config(tmp_path / "c.toml", [{"name": "one", "url": f"{b}/one.xml"}, {"name": "two", "url": f"{b}/two.xml"}],
+                          download_timeout=2)
+    result = crawl(config)
+    assert set(web.request_log) == {"/robots.txt"}
+    states = health(tmp_path / "x.db")
+    for name in ("one", "two"):
+        assert states[name]["status"] == error_class and "robots.txt unreachable" in states[name]["error"]
+    assert "Traceback" not in result.stderr
