@@ -250,6 +250,7 @@ class _Validator:
             self.first_line("crawl"),
             convert={k: parse_duration for k in ("download_timeout", "run_timeout", "download_delay", "lock_wait")},
         )
+        self.check_crawl(crawl, self.first_line("crawl"))
         if crawl.db and not Path(crawl.db).is_absolute():
             crawl = _replace(crawl, db=str((self.path.parent / crawl.db)))
         # rule files named by path are found relative to the config file, like the database
@@ -311,6 +312,18 @@ class _Validator:
             seen_urls.add(source.url)
             result.append(source)
         return tuple(result)
+
+    def check_crawl(self, crawl: CrawlSettings, after: int) -> None:
+        """Values Scrapy would take silently and wrongly: no concurrency (a crawl that never ends),
+        a zero or negative timeout or size limit (limits off, or every request failing)."""
+        for key, least in (("concurrency_per_domain", 1), ("extraction_workers", 0), ("download_delay", 0)):
+            if getattr(crawl, key) < least:
+                raise self.error(f"[crawl]: {key} must be at least {least}, got {getattr(crawl, key)!r}", key, None, after)
+        for key in ("download_timeout", "max_page_bytes", "run_timeout"):
+            if getattr(crawl, key) <= 0:
+                raise self.error(f"[crawl]: {key} must be more than 0, got {getattr(crawl, key)!r}", key, None, after)
+        if not crawl.user_agent.strip():
+            raise self.error("[crawl]: user_agent must not be empty (sites ask a crawler to say who it is)", "user_agent", None, after)
 
     def check_source(self, source: Source, where: str, after: int) -> None:
         from crawler.urls import is_fetchable_url

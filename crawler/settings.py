@@ -37,7 +37,9 @@ DOWNLOAD_WARNSIZE = 2_000_000
 REDIRECT_MAX_TIMES = 5
 RETRY_ENABLED = True
 RETRY_TIMES = 1
-RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
+# not 429: a server that says "too many requests" is not asked again within the run (it is the
+# next run's, its validators unsaved), and its Retry-After is never shorter than Scrapy's retry
+RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408]
 
 # Only http(s): no local files, data: URIs, FTP or S3
 DOWNLOAD_HANDLERS = {"file": None, "data": None, "ftp": None, "s3": None}
