@@ -61,6 +61,27 @@ def declared_charset(html: bytes, headers: Mapping[str, str] | None = None) -> s
     return None
 
 
+_SINGLE_BYTE = ("cp12", "cp8", "iso8859", "koi8", "mac_", "latin")  # codecs that decode any byte at all
+_SAMPLE_CHARS = 50_000
+
+
+def _misread(text: str) -> bool:
+    """Does text decoded with a single-byte charset look like another charset's bytes?
+
+    Every byte means something in windows-1252, -1251 or -1256, so a wrong label decodes without
+    an error: Cyrillic read as Latin-1 is nearly all accented capitals and small letters
+    ("Çàêóïêà"), Arabic read as Cyrillic nearly all capitals. Real text in those scripts has few
+    accented letters among its Latin ones, and few capitals among the others."""
+    sample = text[:_SAMPLE_CHARS]
+    letters = [c for c in sample if c.isalpha()]
+    beyond_ascii = [c for c in letters if ord(c) > 127]
+    if len(beyond_ascii) < 20:
+        return False
+    latin1_letters = sum(1 for c in beyond_ascii if "\u00c0" <= c <= "\u00ff")
+    capitals = sum(1 for c in beyond_ascii if c.isupper())
+    return latin1_letters / len(letters) > 0.4 or capitals / len(beyond_ascii) > 0.5
+
+
 def _utf8_or_none(html: bytes) -> str | None:
     try:
         return html.decode("utf-8")
@@ -81,9 +102,11 @@ def decode_html(html: bytes, headers: Mapping[str, str] | None = None) -> str:
         return utf8
     if declared is not None and declared != "utf_8":
         try:
-            return html.decode(declared)
+            text = html.decode(declared)
         except (UnicodeDecodeError, LookupError):
-            pass  # the declaration lies: fall through to detection
+            text = None  # the declaration lies: fall through to detection
+        if text is not None and not (declared.startswith(_SINGLE_BYTE) and _misread(text)):
+            return text
     best = from_bytes(html[:200_000]).best()
     if best is not None and best.encoding:
         return html.decode(best.encoding, errors="replace")

@@ -318,3 +318,22 @@ def test_a_canonical_naming_the_homepage_or_a_section_is_not_the_article():
 )
 def test_parameters_that_name_the_article_survive_and_trackers_do_not(link, canonical):
     assert canonical_url(link) == canonical
+
+
+@pytest.mark.parametrize(
+    "text, charset, label",
+    [
+        ("Минобороны закупает беспилотники у Ирана, сообщает источник в правительстве. ", "cp1251", "iso-8859-1"),
+        ("Минобороны закупает беспилотники у Ирана, сообщает источник в правительстве. ", "cp1251", "windows-1256"),
+        ("وقعت المملكة العربية السعودية صفقة لشراء صواريخ باتريوت من الولايات المتحدة. ", "cp1256", "iso-8859-1"),
+        ("وقعت المملكة العربية السعودية صفقة لشراء صواريخ باتريوت من الولايات المتحدة. ", "cp1256", "windows-1251"),
+        ("Le ministère a commandé des obus à l'étranger. À Paris, Élysée déclare: ça coûte très cher. ", "cp1252", "iso-8859-1"),
+        ("Die Bundeswehr bestellt größere Stückzahlen Munition über fünf Jahre. Ärger über Öl. ", "cp1252", "iso-8859-1"),
+    ],
+)
+def test_a_charset_label_the_bytes_cannot_be_in_is_overruled(text, charset, label):
+    """Every byte means something in windows-1251, -1252 or -1256: a wrong label decodes without
+    error, into text no rule can match. Text that really is in the labelled charset keeps it."""
+    page = f"<html><head><meta charset='{label}'></head><body><p>{text * 10}</p></body></html>".encode(charset)
+    assert text in decode_html(page)
+    assert text in decode_html(page, {"content-type": f"text/html; charset={label}"})
