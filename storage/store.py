@@ -334,8 +334,9 @@ class ArticleStore:
     ) -> SavedArticle | None:
         """Store an article with its matches and their outbox rows, in one transaction.
 
-        The same canonical URL is one row; a later fetch with different text is an
-        update (recorded in `article_updates`) and never re-flags or re-alerts.
+        The same canonical URL is one row; a later fetch with different text (asked for with
+        `refresh`) is an update, recorded in `article_updates`. A rule the new text matches for
+        the first time flags it and alerts once; one that had matched is not flagged again.
         """
         article = processed.article
         if article is None:
@@ -357,7 +358,8 @@ class ArticleStore:
                     "articles", "id", article_id,
                     {"title": article.title, "text": article.text, "content_hash": digest, "updated_at": now},
                 )
-                return SavedArticle(article_id, False, True, 0)
+                added = self._insert_matches(article_id, processed.matches, recipients_for_rule, now)
+                return SavedArticle(article_id, False, True, added)
             article_id = self._insert(
                 "articles",
                 {

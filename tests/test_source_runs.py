@@ -189,3 +189,24 @@ def test_a_site_whose_robots_txt_cannot_be_read_is_not_crawled(web, tmp_path, ro
     for name in ("one", "two"):
         assert states[name]["status"] == error_class and "robots.txt unreachable" in states[name]["error"]
     assert "Traceback" not in result.stderr
+
+
+def test_a_refreshed_article_that_becomes_an_arms_story_is_flagged_once(web, tmp_path):
+    b = web.base_url
+    harmless = "The city council approved the new tram line on Monday after a long debate about its cost."
+    serve(web, "/feed.xml", rss(b, ["/a/story.html"]))
+    serve(web, "/a/story.html", article("Story", harmless), content_type="text/html")
+    config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}])
+    crawl(config)
+    db = tmp_path / "x.db"
+    assert rows(db, "select * from matches") == []
+
+    serve(web, "/a/story.html", article("Story", ARMS), content_type="text/html")
+    assert run_armswatch("crawl", "--config", str(config), "--refresh").returncode == 0
+    assert [m["rule"] for m in rows(db, "select rule from matches")] == ["arms-procurement"]
+    assert len(rows(db, "select * from article_updates")) == 1
+
+    serve(web, "/a/story.html", article("Story", ARMS + " More drones are expected next month."), content_type="text/html")
+    assert run_armswatch("crawl", "--config", str(config), "--refresh").returncode == 0
+    assert len(rows(db, "select * from matches")) == 1  # updated again, not flagged again
+    assert len(rows(db, "select * from article_updates")) == 2
