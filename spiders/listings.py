@@ -36,6 +36,7 @@ class ListingError(ValueError):
 class ListingPatterns:
     headline_xpath: str
     skip_containers: frozenset[str]
+    skip_classes: re.Pattern[str]
     article_path: tuple[re.Pattern[str], ...]
     not_article_path: tuple[re.Pattern[str], ...]
     next_text: frozenset[str]
@@ -54,6 +55,7 @@ def load_patterns(path: Path = PATTERNS_FILE) -> ListingPatterns:
     return ListingPatterns(
         headline_xpath=links["headline_xpath"],
         skip_containers=frozenset(links["skip_containers"]),
+        skip_classes=re.compile(r"(?:^|[\s_-])(?:" + "|".join(map(re.escape, links["skip_classes"])) + r")(?:$|[\s_-])", re.I),
         article_path=tuple(re.compile(p, re.I) for p in links["article_path"]),
         not_article_path=tuple(re.compile(p, re.I) for p in links["not_article_path"]),
         next_text=frozenset(t.casefold() for t in pagination["next_text"]),
@@ -75,15 +77,27 @@ def _text(element: etree._Element) -> str:
     return " ".join("".join(element.itertext()).split())
 
 
-def _in_skipped_container(element: etree._Element, skip: frozenset[str]) -> bool:
-    """Inside <nav>, <footer>...; an <article> (and its own <header>) is never navigation."""
+def _in_skipped_container(element: etree._Element, patterns: ListingPatterns) -> bool:
+    """Inside <nav>, <footer>, <div class="main-menu">...; an <article> (and its own <header>) is
+    never navigation."""
     for ancestor in element.iterancestors():
         tag = ancestor.tag.lower() if isinstance(ancestor.tag, str) else ""
         if tag == "article":
             return False
-        if tag in skip:
+        if tag in patterns.skip_containers:
+            return True
+        names = f"{ancestor.get('class') or ''} {ancestor.get('id') or ''}".strip()
+        if names and patterns.skip_classes.search(names):
             return True
     return False
+
+
+def _section_link(url: str, anchor: etree._Element) -> bool:
+    """A headline-placed link to a section ("World" over a block, a card's "Europe" kicker):
+    one word at the end of the path, no digits, and a label too short to be a headline."""
+    last = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+    last = re.sub(r"\.(html?|php|aspx?)$", "", last, flags=re.I)
+    return bool(last) and re.fullmatch(r"[^\W\d_]+", last) is not None and len(_text(anchor).split()) < 4
 
 
 def _path_of(url: str) -> str:
@@ -137,10 +151,10 @@ def parse_listing(html: str | bytes, page_url: str, selector: str | None = None)
             continue
         url = url.split("#", 1)[0]
         if not selector:
-            if _in_skipped_container(anchor, patterns.skip_containers) or _NAV_RELS & set((anchor.get("rel") or "").lower().split()):
+            if _in_skipped_container(anchor, patterns) or _NAV_RELS & set((anchor.get("rel") or "").lower().split()):
                 continue
             if trusted:
-                if _is_excluded(url, patterns):
+                if _is_excluded(url, patterns) or (_section_link(url, anchor) and not looks_like_article(url, patterns)):
                     continue
             elif not looks_like_article(url, patterns):
                 continue
@@ -155,13 +169,22 @@ def parse_listing(html: str | bytes, page_url: str, selector: str | None = None)
     return ParsedListing(entries=entries, next_page=_next_page(doc, base, page_url, patterns))
 
 
+def _in_menu(anchor: etree._Element, patterns: ListingPatterns) -> bool:
+    """In a site menu (the pager may well sit in a <nav>, or a class="pagination" block)."""
+    for ancestor in anchor.iterancestors():
+        names = f"{ancestor.get('class') or ''} {ancestor.get('id') or ''}"
+        if ancestor.tag in ("menu", "header") or re.search(r"(?:^|[\s_-])(?:menu|navbar)(?:$|[\s_-])", names, re.I):
+            return True
+    return False
+
+
 def _next_page(doc: lxml.html.HtmlElement, base: str, page_url: str, patterns: ListingPatterns) -> str | None:
     """rel=next (link or a) first, then a link whose text says "next" in a known language."""
     hrefs = doc.xpath("//link[contains(concat(' ', normalize-space(@rel), ' '), ' next ')]/@href")
     hrefs += doc.xpath("//a[contains(concat(' ', normalize-space(@rel), ' '), ' next ')]/@href")
     for anchor in doc.iter("a"):
         href = anchor.get("href")
-        if not href:
+        if not href or _in_menu(anchor, patterns):
             continue
         label = (_text(anchor) or anchor.get("aria-label") or anchor.get("title") or "").casefold()
         if label.strip(" .…") in patterns.next_text or label.strip(_ARROWS) in patterns.next_text:

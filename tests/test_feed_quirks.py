@@ -4,10 +4,12 @@ documents, JSON of the wrong types, FeedBurner proxies, indexes without dates.""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 import pytest
 
 from spiders.feeds import FeedParseError, parse_feed
+from spiders.listings import parse_listing
 from spiders.sitemaps import parse_sitemap
 
 BASE = "http://127.0.0.1:1/feed.xml"
@@ -98,3 +100,29 @@ def test_a_cut_off_sitemap_keeps_its_entries_and_says_it_was_damaged():
     parsed = parse_sitemap(body[: int(len(body) * 0.55)], BASE, datetime(2000, 1, 1, tzinfo=timezone.utc))
     assert 0 < len(parsed.entries) < 5 and parsed.damage
     assert parse_sitemap(body, BASE).damage is None
+
+
+LISTING = """<html><body>
+<div class="site-menu"><a href="/world/">World</a> <a href="/sections/">More</a>
+  <a href="/terms-and-conditions-of-use/">Terms and conditions of use</a></div>
+<h2 class="section-title"><a href="/world/">World</a></h2>
+<article class="card"><a class="kicker" href="/europe/">Europe</a>
+  <h3><a href="/world/poland-signs-k2-tank-deal">Poland signs K2 tank deal</a></h3></article>
+<a class="card" href="/world/ukraine-gets-air-defence"><img src="x.jpg"><h2>Ukraine gets air defence</h2></a>
+<ul><li><a href="/news/12345-iran-ships-drones">Iran ships drones</a></li>
+    <li><a href="/20261123/drony-1234567890.html">Дроны</a></li>
+    <li><a href="/weather/">Weather</a></li></ul>
+<div class="pagination"><a href="/page/2/">{next}</a></div>
+</body></html>"""
+
+
+@pytest.mark.parametrize("label", ["« Older Entries", "Следующая страница", "Page suivante ›"])
+def test_a_listing_yields_its_stories_not_its_sections_menus_or_legal_pages(label):
+    parsed = parse_listing(LISTING.format(next=label), "http://127.0.0.1:1/world/")
+    assert [urlsplit(e.link).path for e in parsed.entries] == [
+        "/world/poland-signs-k2-tank-deal",
+        "/world/ukraine-gets-air-defence",  # the card's link wraps its headline
+        "/news/12345-iran-ships-drones",
+        "/20261123/drony-1234567890.html",
+    ]
+    assert parsed.next_page == "http://127.0.0.1:1/page/2/"  # not the menu's "More"
