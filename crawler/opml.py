@@ -1,6 +1,9 @@
 """OPML (an RSS reader's export) -> [[sources]] entries for the TOML config.
 
-Readers nest feeds in folders; every outline with an `xmlUrl` is a feed, at any depth.
+Readers nest feeds in folders; every outline with an `xmlUrl` (in any letter case, or a `url`
+on an outline typed rss or atom) is a feed, at any depth. The file must be well-formed XML:
+a reader that recovered from a stray `&` or a cut-off file would drop feeds without a word, so
+the error names the line instead.
 The output is TOML text a user can read before it goes into the config: when a config
 file is given, feeds whose URL it already lists are skipped, names are kept unique, and
 the file is only written if it still loads afterwards.
@@ -17,7 +20,8 @@ from lxml import etree
 from crawler.config import ConfigError, load_config
 from crawler.urls import is_fetchable_url
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, recover=True)
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+FEED_TYPES = {"rss", "atom", "feed"}
 
 
 class OpmlError(ValueError):
@@ -27,7 +31,7 @@ class OpmlError(ValueError):
 @dataclass(frozen=True)
 class OpmlFeed:
     name: str
-    url: str
+    url: str  # "" for a feed outline that names no URL
     folder: str | None = None
 
 
@@ -43,18 +47,23 @@ def parse_opml(data: bytes) -> list[OpmlFeed]:
     try:
         root = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as exc:
-        raise OpmlError(f"not a readable OPML file: {exc}") from None
+        line = f"line {exc.lineno}: " if exc.lineno else ""
+        raise OpmlError(f"{line}not well-formed XML, nothing imported ({exc.msg})") from None
     if root is None or root.tag != "opml":
         raise OpmlError("not an OPML file (no <opml> root element)")
     feeds: list[OpmlFeed] = []
 
     def walk(element: etree._Element, folders: tuple[str, ...]) -> None:
         for outline in element.iterchildren("outline"):
-            label = (outline.get("title") or outline.get("text") or "").strip()
-            url = (outline.get("xmlUrl") or outline.get("xmlurl") or "").strip()
-            if url:
+            attributes = {name.lower(): value for name, value in outline.attrib.items()}
+            label = (attributes.get("title") or attributes.get("text") or "").strip()
+            is_feed = "xmlurl" in attributes or attributes.get("type", "").lower() in FEED_TYPES
+            url = (attributes.get("xmlurl") or "").strip()
+            if not url and attributes.get("type", "").lower() in FEED_TYPES:
+                url = (attributes.get("url") or "").strip()
+            if is_feed:
                 feeds.append(OpmlFeed(name=label or url, url=url, folder=" / ".join(folders) or None))
-            walk(outline, folders + ((label,) if label and not url else ()))
+            walk(outline, folders + ((label,) if label and not is_feed else ()))
 
     body = root.find("body")
     walk(body if body is not None else root, ())
@@ -87,10 +96,18 @@ def import_opml(opml_path: str | Path, config_path: str | Path | None = None) ->
         urls = {s.url for s in config.sources}
     added: list[OpmlFeed] = []
     skipped: list[tuple[str, str]] = []
+    listed: set[str] = set()
     for feed in feeds:
+        if not feed.url:
+            skipped.append((feed.name or "(an outline without a name)", "a feed outline without xmlUrl"))
+            continue
         if not is_fetchable_url(feed.url):
             skipped.append((feed.url, "not an http(s) URL"))
             continue
+        if feed.url in listed:
+            skipped.append((feed.url, "listed twice in the file"))
+            continue
+        listed.add(feed.url)
         if feed.url in urls:
             skipped.append((feed.url, "already a source"))
             continue

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from spiders.feeds import FeedParseError, parse_feed
+from tests.conftest import run_armswatch
 from spiders.listings import parse_listing
 from spiders.sitemaps import parse_sitemap
 
@@ -126,3 +127,27 @@ def test_a_listing_yields_its_stories_not_its_sections_menus_or_legal_pages(labe
         "/20261123/drony-1234567890.html",
     ]
     assert parsed.next_page == "http://127.0.0.1:1/page/2/"  # not the menu's "More"
+
+
+def test_opml_feeds_are_found_whatever_the_attribute_case_and_a_broken_file_names_its_line(tmp_path):
+    opml = tmp_path / "subs.opml"
+    opml.write_text("""<?xml version="1.0"?>
+<opml version="1.0"><body><outline text="News">
+  <outline text="Upper" XMLURL="http://127.0.0.1:1/upper.xml"/>
+  <outline text="Camel" xmlURL="http://127.0.0.1:1/camel.xml"/>
+  <outline text="Plain url" type="rss" url="http://127.0.0.1:1/url.xml"/>
+  <outline text="A web page" type="link" url="http://127.0.0.1:1/page.html"/>
+  <outline text="No address" type="rss" xmlUrl=""/>
+  <outline text="Upper again" xmlUrl="http://127.0.0.1:1/upper.xml"/>
+</outline></body></opml>""")
+    result = run_armswatch("sources", "import", str(opml))
+    assert result.returncode == 0, result.stderr
+    assert [line.split('"')[1].rsplit("/", 1)[1] for line in result.stdout.splitlines() if line.startswith("url =")] == [
+        "upper.xml", "camel.xml", "url.xml",
+    ]
+    assert "No address: a feed outline without xmlUrl" in result.stderr and "listed twice in the file" in result.stderr
+
+    opml.write_text('<?xml version="1.0"?>\n<opml version="1.0"><body>\n<outline text="Tom & Jerry" xmlUrl="http://127.0.0.1:1/a.xml"/>\n</body></opml>')
+    broken = run_armswatch("sources", "import", str(opml))
+    assert broken.returncode != 0 and f"{opml}: line 3: not well-formed XML, nothing imported" in broken.stderr
+    assert "[[sources]]" not in broken.stdout
