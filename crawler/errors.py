@@ -55,6 +55,9 @@ def classify_failure(failure: Failure) -> tuple[str, str]:
             return text[len(UNREACHABLE) + 2 :].split(")", 1)[0], f"{url} not fetched: {text}"
         if "robots.txt" in text.lower():
             return "robots denied", f"robots.txt forbids {url}"
+        if "max redirections" in text.lower():
+            chain = request.meta.get("redirect_urls", []) if request is not None else []
+            return "too many redirects", f"{chain[0] if chain else url}: more redirects than the limit, stopped at {url}"
         if "DOWNLOAD_MAXSIZE" in text:  # a compression bomb, cut while inflating
             return "too large", f"{url}: {text[:300]}"
         return "ignored", f"{url}: {text or 'request ignored'}"

@@ -8,13 +8,17 @@ COLUMNS = [
     ("source", "source"),
     ("status", "status"),
     ("fails", "consecutive_failures"),
+    ("last attempt", "last_attempt"),
     ("last success", "last_success"),
     ("seen", "items_seen"),
     ("new", "items_new"),
     ("last new article", "last_new_article"),
     ("poll every", "poll_interval"),  # set by the scheduler (adaptive polling)
-    ("error", "error"),
+    ("error", "error"),  # last, and whole: the reason is at the end of a message that starts with a URL
 ]
+MAX_WIDTH = 40  # of the other columns (a long source name)
+MAX_ERROR = 500
+TIMES = {"last_attempt", "last_success", "last_new_article"}
 
 
 def health_table(db: str) -> str:
@@ -25,15 +29,18 @@ def health_table(db: str) -> str:
     from crawler.polling import format_duration
 
     rows = [{**row, "poll_interval": format_duration(row.get("poll_interval"))} for row in rows]
-    table = [[_cell(row.get(key)) for _, key in COLUMNS] for row in rows]
-    widths = [min(max(len(h), *(len(r[i]) for r in table)), 60) for i, (h, _) in enumerate(COLUMNS)]
-    lines = ["  ".join(h.ljust(w) for (h, _), w in zip(COLUMNS, widths))]
+    table = [[_cell(row.get(key), key) for _, key in COLUMNS] for row in rows]
+    widths = [min(max(len(h), *(len(r[i]) for r in table)), MAX_WIDTH) for i, (h, _) in enumerate(COLUMNS)]
+    widths[-1] = MAX_ERROR
+    lines = ["  ".join(h.ljust(w) for (h, _), w in zip(COLUMNS, widths)).rstrip()]
     for row in table:
         lines.append("  ".join(cell[:w].ljust(w) for cell, w in zip(row, widths)).rstrip())
     return "\n".join(lines)
 
 
-def _cell(value: object) -> str:
+def _cell(value: object, key: str) -> str:
     if value is None:
         return "-"
+    if key in TIMES:  # "2026-12-02T05:01:20+00:00" -> "2026-12-02 05:01Z": times are stored in UTC
+        return str(value)[:16].replace("T", " ") + "Z"
     return str(value).replace("\n", " ")

@@ -1,5 +1,6 @@
-"""Feeds and sitemaps as real servers send them: lying charsets, a BOM, empty or cut-off
-documents, JSON of the wrong types, FeedBurner proxies, indexes without dates."""
+"""Source documents as real servers and readers send them: feeds with lying charsets, a BOM,
+no items, a cut-off end, JSON of the wrong types, FeedBurner proxies; sitemap indexes without
+dates; listing pages full of menus; OPML exports in every letter case."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from spiders.feeds import FeedParseError, parse_feed
-from tests.conftest import run_armswatch
 from spiders.listings import parse_listing
 from spiders.sitemaps import parse_sitemap
+from tests.conftest import run_armswatch
 
 BASE = "http://127.0.0.1:1/feed.xml"
 TITLE = "Минобороны закупает беспилотники у Ирана"

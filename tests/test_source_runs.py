@@ -42,7 +42,7 @@ def rss(base: str, paths: list[str]) -> bytes:
 
 class ChangingHandler(SiteHandler):
     """Serves `server.pages`: path -> (status, body, content type); anything else is a 404.
-    Status 0 hangs (until the test ends) instead of answering."""
+    Status 0 hangs (until the test ends) instead of answering; a 3xx body is its Location."""
 
     def send_head(self):  # type: ignore[override]
         status, body, content_type = self.server.pages.get(urlsplit(self.path).path, (404, b"not here", "text/plain"))
@@ -50,6 +50,8 @@ class ChangingHandler(SiteHandler):
             self.server.released.wait(60)
             return None
         self.send_response(status)
+        if 300 <= status < 400:
+            self.send_header("Location", body.decode())
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -115,6 +117,9 @@ def test_a_failing_child_sitemap_shows_in_the_health_table(web, tmp_path):
     assert states["half dead"]["status"] == "partial" and states["half dead"]["consecutive_failures"] == 0
     assert "/gone.xml" in states["half dead"]["error"]
     assert stored(tmp_path / "x.db") == {"/a/live.html"}
+    table = run_armswatch("sources", "--db", str(tmp_path / "x.db")).stdout
+    assert "last attempt" in table.splitlines()[0]
+    assert f"HTTP 404 from {b}/gone.xml" in table  # the whole reason, not its first 60 characters
 
     crawl(config)  # a second failed run counts on
     assert health(tmp_path / "x.db")["all dead"]["consecutive_failures"] == 2
@@ -210,3 +215,12 @@ def test_a_refreshed_article_that_becomes_an_arms_story_is_flagged_once(web, tmp
     assert run_armswatch("crawl", "--config", str(config), "--refresh").returncode == 0
     assert len(rows(db, "select * from matches")) == 1  # updated again, not flagged again
     assert len(rows(db, "select * from article_updates")) == 2
+
+
+def test_a_redirect_chain_longer_than_the_limit_is_named_so(web, tmp_path):
+    b = web.base_url
+    for hop in range(8):
+        serve(web, f"/hop{hop}.xml", f"{b}/hop{hop + 1}.xml".encode(), status=302)
+    crawl(write_config(tmp_path / "c.toml", [{"name": "chain", "url": f"{b}/hop0.xml"}]))
+    state = health(tmp_path / "x.db")["chain"]
+    assert state["status"] == "too many redirects" and "/hop0.xml" in state["error"]
