@@ -124,6 +124,8 @@ def parse_listing(html: str | bytes, page_url: str, selector: str | None = None)
         doc = lxml.html.document_fromstring(html)
     except (etree.ParserError, ValueError) as exc:
         raise ListingError(f"not a readable HTML page: {exc}") from None
+    if not doc.xpath("//a[@href]"):  # JSON, an image, an error text: a listing has links at least
+        raise ListingError("no links at all on the page: not an HTML listing")
     base = doc.xpath("string(//base/@href)") or page_url
     base = urljoin(page_url, base)
 

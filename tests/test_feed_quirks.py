@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from spiders.feeds import FeedParseError, parse_feed
-from spiders.listings import parse_listing
+from spiders.listings import ListingError, parse_listing
 from spiders.sitemaps import parse_sitemap
 from tests.conftest import run_armswatch
 
@@ -152,3 +152,8 @@ def test_opml_feeds_are_found_whatever_the_attribute_case_and_a_broken_file_name
     broken = run_armswatch("sources", "import", str(opml))
     assert broken.returncode != 0 and f"{opml}: line 3: not well-formed XML, nothing imported" in broken.stderr
     assert "[[sources]]" not in broken.stdout
+
+
+def test_a_listing_source_that_serves_json_is_a_parse_error_not_an_empty_listing():
+    with pytest.raises(ListingError, match="no links"):
+        parse_listing('{"items": [{"url": "http://127.0.0.1:1/a.html"}]}', "http://127.0.0.1:1/section/")

@@ -224,3 +224,18 @@ def test_a_redirect_chain_longer_than_the_limit_is_named_so(web, tmp_path):
     crawl(write_config(tmp_path / "c.toml", [{"name": "chain", "url": f"{b}/hop0.xml"}]))
     state = health(tmp_path / "x.db")["chain"]
     assert state["status"] == "too many redirects" and "/hop0.xml" in state["error"]
+
+
+def test_an_archive_sitemap_larger_than_an_article_page_is_read_through_its_date_window(web, tmp_path):
+    """Sitemaps may be 50 MB (the protocol's limit); max_page_bytes is about article pages."""
+    b = web.base_url
+    old = "".join(f"<url><loc>{b}/2016/story-{i}.html</loc><lastmod>2016-01-01</lastmod></url>" for i in range(60_000))
+    new = f"<url><loc>{b}/a/new.html</loc></url>"
+    body = f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{new}{old}</urlset>'.encode()
+    assert len(body) > 5_000_000
+    serve(web, "/archive.xml", body)
+    serve(web, "/a/new.html", article("New"), content_type="text/html")
+    crawl(write_config(tmp_path / "c.toml", [{"name": "archive", "url": f"{b}/archive.xml", "type": "sitemap", "since_days": 3}],
+                       max_page_bytes=5_000_000))
+    assert stored(tmp_path / "x.db") == {"/a/new.html"}
+    assert health(tmp_path / "x.db")["archive"]["status"] == "ok"
