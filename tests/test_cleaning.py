@@ -62,6 +62,11 @@ def paragraphs(text: str) -> list[str]:
         ("November 20, 2019 - 11:28 AMT", "timestamps"),
         ("Updated at 1:23 p.m.", "timestamps"),
         ("30 серпня 2023, 14:05", "timestamps"),
+        ("2 hours ago", "relative_times"),
+        ("Updated 2 hours ago · 1,204 views", "relative_times"),
+        ("il y a 3 heures | 12 commentaires", "relative_times"),
+        ("vor 5 Minuten", "relative_times"),
+        ("3 години тому", "relative_times"),
         ("Reporting by Jane Doe; Editing by John Smith", "contributor_credits"),
         ("Associated Press writers Alan Fram and Zeke Miller contributed to this report.", "contributor_credits"),
         ("© 2024 The Demo Courier. All rights reserved.", "copyright"),
@@ -115,6 +120,8 @@ def test_boilerplate_line_is_recognised(line, family):
         "Share the burden of air defence, the minister urged allies on Monday.",
         "Home-made drones were also found in the warehouse, police said.",
         "News of the deal reached Kyiv on Monday / Tuesday night.",
+        "Two hours ago, Russian forces launched drones bought from Iran at Kyiv.",
+        "3 days ago the ministry signed the contract for 20 howitzers.",
     ],
 )
 def test_real_sentences_that_look_like_boilerplate_stay(line):
