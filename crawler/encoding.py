@@ -89,8 +89,11 @@ def _utf8_or_none(html: bytes) -> str | None:
         return None
 
 
-def decode_html(html: bytes, headers: Mapping[str, str] | None = None) -> str:
-    """Decode page bytes: BOM, then a declaration the bytes agree with, then detection. Never raises."""
+def decode_html(html: bytes, headers: Mapping[str, str] | None = None, undeclared: str | None = None) -> str:
+    """Decode page bytes: BOM, then a declaration the bytes agree with, then detection. Never raises.
+
+    `undeclared` is a charset to try before detection when nothing is declared (feeds:
+    windows-1252, as feedparser and browsers assume; detection takes Portuguese for cp1250)."""
     for bom, codec in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
         if html.startswith(bom):
             return html.decode(codec, errors="replace").lstrip("\ufeff")
@@ -106,6 +109,10 @@ def decode_html(html: bytes, headers: Mapping[str, str] | None = None) -> str:
         except (UnicodeDecodeError, LookupError):
             text = None  # the declaration lies: fall through to detection
         if text is not None and not (declared.startswith(_SINGLE_BYTE) and _misread(text)):
+            return text
+    if declared is None and undeclared is not None:
+        text = html.decode(undeclared, errors="replace")
+        if not _misread(text):
             return text
     best = from_bytes(html[:200_000]).best()
     if best is not None and best.encoding:

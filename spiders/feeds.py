@@ -26,11 +26,12 @@ import feedparser
 from crawler.encoding import decode_html
 from crawler.items import FeedEntry
 
-_TAGS = re.compile(r"<[^>]+>")
+_TAGS = re.compile(r"<(?:/?[A-Za-z][^>]*|!--.*?--)>", re.DOTALL)  # not the "<" of "< 5%"
 _SPACE = re.compile(r"\s+")
 _XML_DECLARED_ENCODING = re.compile(r"""^(\s*<\?xml[^>]*?)\bencoding\s*=\s*["'][^"']*["']""")
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
-_CLOSED_ROOT = re.compile(r"</(?:[\w.-]+:)?(?:rss|feed|rdf)\s*>\s*$", re.IGNORECASE)
+# the root's closing tag, then at most white space and comments (caches sign their copies so)
+_CLOSED_ROOT = re.compile(r"</(?:[\w.-]+:)?(?:rss|feed|rdf)\s*>(?:\s|<!--.*?-->)*$", re.IGNORECASE | re.DOTALL)
 # what feedparser is told the bytes are, once they are UTF-8 (it reads a missing type as ill-formed)
 _DECODED_HEADERS = {"content-type": "application/xml; charset=utf-8"}
 
@@ -91,7 +92,7 @@ def parse_feed(body: bytes, base_url: str, headers: dict[str, str] | None = None
 
     `headers` are the response's (lower-case names): their charset is one of the declarations
     the decoding weighs."""
-    text = decode_html(body, headers)
+    text = decode_html(body, headers, undeclared="cp1252")
     if text.lstrip()[:1] in ("{", "["):
         return _parse_json_feed(text, base_url)
     utf8 = _XML_DECLARED_ENCODING.sub(r'\1encoding="utf-8"', text, count=1).encode("utf-8")

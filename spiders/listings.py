@@ -55,7 +55,7 @@ def load_patterns(path: Path = PATTERNS_FILE) -> ListingPatterns:
     return ListingPatterns(
         headline_xpath=links["headline_xpath"],
         skip_containers=frozenset(links["skip_containers"]),
-        skip_classes=re.compile(r"(?:^|[\s_-])(?:" + "|".join(map(re.escape, links["skip_classes"])) + r")(?:$|[\s_-])", re.I),
+        skip_classes=re.compile(r"(?:^|[_-])(?:" + "|".join(map(re.escape, links["skip_classes"])) + r")$", re.I),
         article_path=tuple(re.compile(p, re.I) for p in links["article_path"]),
         not_article_path=tuple(re.compile(p, re.I) for p in links["not_article_path"]),
         next_text=frozenset(t.casefold() for t in pagination["next_text"]),
@@ -86,10 +86,17 @@ def _in_skipped_container(element: etree._Element, patterns: ListingPatterns) ->
             return False
         if tag in patterns.skip_containers:
             return True
-        names = f"{ancestor.get('class') or ''} {ancestor.get('id') or ''}".strip()
-        if names and patterns.skip_classes.search(names):
+        if tag not in _LAYOUT_TAGS and any(patterns.skip_classes.search(name) for name in _names(ancestor)):
             return True
     return False
+
+
+_LAYOUT_TAGS = {"html", "body", "main"}
+
+
+def _names(element: etree._Element) -> list[str]:
+    """The class and id tokens of an element."""
+    return f"{element.get('class') or ''} {element.get('id') or ''}".split()
 
 
 def _section_link(url: str, anchor: etree._Element) -> bool:
@@ -174,10 +181,14 @@ def parse_listing(html: str | bytes, page_url: str, selector: str | None = None)
 def _in_menu(anchor: etree._Element, patterns: ListingPatterns) -> bool:
     """In a site menu (the pager may well sit in a <nav>, or a class="pagination" block)."""
     for ancestor in anchor.iterancestors():
-        names = f"{ancestor.get('class') or ''} {ancestor.get('id') or ''}"
-        if ancestor.tag in ("menu", "header") or re.search(r"(?:^|[\s_-])(?:menu|navbar)(?:$|[\s_-])", names, re.I):
+        if ancestor.tag in ("menu", "header"):
+            return True
+        if ancestor.tag not in _LAYOUT_TAGS and any(_MENU.search(name) for name in _names(ancestor)):
             return True
     return False
+
+
+_MENU = re.compile(r"(?:^|[_-])(?:menu|navbar)$", re.I)
 
 
 def _next_page(doc: lxml.html.HtmlElement, base: str, page_url: str, patterns: ListingPatterns) -> str | None:

@@ -98,6 +98,7 @@ def parse_sitemap(body: bytes, base_url: str, since: datetime | None = None) -> 
         body = gunzip_bounded(body)
     if len(body) > MAX_SITEMAP_BYTES:
         raise SitemapError(f"sitemap larger than {MAX_SITEMAP_BYTES} bytes")
+    body = body.lstrip(b" \t\r\n")  # white space before <?xml ...?> is an error to libxml2, not to readers
     kind = ""
     depth = 0
     dated: list[tuple[str, str]] = []  # (lastmod, child sitemap URL)

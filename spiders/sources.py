@@ -79,6 +79,7 @@ class SourceRun:
     keep_validators: bool = True
     problems: list[tuple[str, str]] = field(default_factory=list)  # (error class, message) of further documents
     before: tuple[int, str | None] = (0, None)  # (consecutive failures, last success) before this run
+    waiting_sitemaps: list[tuple[str, int]] = field(default_factory=list)  # (URL, depth), newest first
 
 
 class SourcesSpider(scrapy.Spider):
@@ -300,11 +301,25 @@ class SourcesSpider(scrapy.Spider):
                     "%s: %s lists %d sitemaps; reading the %d newest (a since_days window leaves out older ones)",
                     source.name, response.url, len(parsed.children), MAX_SITEMAP_CHILDREN,
                 )
-            for url in parsed.children[:MAX_SITEMAP_CHILDREN]:
-                request = self.further_request(source, url, CHILD_SITEMAP, depth_in_source=depth + 1)
-                if request is not None:
-                    requests.append(request)
-        return requests
+            children = [(url, depth + 1) for url in parsed.children[:MAX_SITEMAP_CHILDREN]]
+            if source.max_items:  # one at a time, newest first, until max_items are taken
+                self.runs[source.name].waiting_sitemaps[0:0] = children
+            else:
+                for url, child_depth in children:
+                    request = self.further_request(source, url, CHILD_SITEMAP, depth_in_source=child_depth)
+                    if request is not None:
+                        requests.append(request)
+        return requests + self.next_sitemap(source)
+
+    def next_sitemap(self, source: Source) -> list[Request]:
+        """The next child sitemap of a source with max_items, while items may still be taken."""
+        run = self.runs[source.name]
+        while run.waiting_sitemaps and run.items_seen < (source.max_items or 0):
+            url, depth = run.waiting_sitemaps.pop(0)
+            request = self.further_request(source, url, CHILD_SITEMAP, depth_in_source=depth)
+            if request is not None:
+                return [request]
+        return []
 
     def read_listing(self, source: Source, response: Response) -> Iterable[Request]:
         page = response.meta.get("page_number", 1)
@@ -465,6 +480,7 @@ class SourcesSpider(scrapy.Spider):
             return
         if role in (CHILD_SITEMAP, NEXT_PAGE):
             self.note_problem(source, request.url, error_class, message)
+            yield from self.next_sitemap(source)
             return
         self.source_error(source, request.url, error_class, message, http_status)
 

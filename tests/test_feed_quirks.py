@@ -157,3 +157,33 @@ def test_opml_feeds_are_found_whatever_the_attribute_case_and_a_broken_file_name
 def test_a_listing_source_that_serves_json_is_a_parse_error_not_an_empty_listing():
     with pytest.raises(ListingError, match="no links"):
         parse_listing('{"items": [{"url": "http://127.0.0.1:1/a.html"}]}', "http://127.0.0.1:1/section/")
+
+
+def test_a_western_feed_without_a_charset_is_read_as_windows_1252():
+    body = rss(item("Exército português compra blindados à Alemanha"), '<?xml version="1.0"?>').replace("Вести", "Diário")
+    body = body.encode("cp1252")
+    assert parse_feed(body, BASE).entries[0].title == "Exército português compra blindados à Alemanha"
+
+
+def test_an_html_title_keeps_a_bare_less_than_and_a_cache_comment_is_no_cut():
+    title = "Q&amp;amp;A: exports &lt; 5% of output, imports &gt; 10%"
+    body = rss(item(title)) + "\n<!-- Performance optimized by W3 Total Cache -->\n"
+    parsed = parse_feed(body.encode(), BASE)
+    assert parsed.entries[0].title == "Q&A: exports < 5% of output, imports > 10%"
+    assert parsed.damage is None
+
+
+def test_white_space_before_the_xml_declaration_of_a_sitemap_is_no_damage():
+    body = b'\n\n  <?xml version="1.0" encoding="UTF-8"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">' \
+           b"<url><loc>http://127.0.0.1:1/a.html</loc></url></urlset>"
+    parsed = parse_sitemap(body, BASE)
+    assert [e.link for e in parsed.entries] == ["http://127.0.0.1:1/a.html"] and parsed.damage is None
+
+
+def test_layout_classes_on_body_and_wrappers_do_not_hide_the_stories():
+    page = """<html><body class="home right-sidebar nav-float-right"><div class="content-sidebar-wrap">
+    <div class="nav-tabs-content has-menu-overlay"><h2><a href="/world/poland-signs-k2-tank-deal">Poland signs K2 deal</a></h2></div>
+    </div><a href="/?page=2">Load more</a></body></html>"""
+    parsed = parse_listing(page, "http://127.0.0.1:1/")
+    assert [urlsplit(e.link).path for e in parsed.entries] == ["/world/poland-signs-k2-tank-deal"]
+    assert parsed.next_page == "http://127.0.0.1:1/?page=2"

@@ -239,3 +239,16 @@ def test_an_archive_sitemap_larger_than_an_article_page_is_read_through_its_date
                        max_page_bytes=5_000_000))
     assert stored(tmp_path / "x.db") == {"/a/new.html"}
     assert health(tmp_path / "x.db")["archive"]["status"] == "ok"
+
+
+def test_max_items_takes_the_newest_sitemaps_first_and_reads_no_further(web, tmp_path):
+    b = web.base_url
+    months = [f"/sitemap-2026-{month:02d}.xml" for month in range(1, 13)]
+    serve(web, "/index.xml", index(b, months))  # oldest first, no <lastmod>
+    for month, path in enumerate(months, start=1):
+        serve(web, path, urlset(b, [f"/a/{month}-{i}.html" for i in range(3)]))
+        for i in range(3):
+            serve(web, f"/a/{month}-{i}.html", article(f"Month {month} story {i}"), content_type="text/html")
+    crawl(write_config(tmp_path / "c.toml", [{"name": "site", "url": f"{b}/index.xml", "type": "sitemap", "max_items": 5}]))
+    assert {path.split("-")[0] for path in stored(tmp_path / "x.db")} == {"/a/12", "/a/11"}
+    assert [p for p in web.request_log if p.startswith("/sitemap-")] == ["/sitemap-2026-12.xml", "/sitemap-2026-11.xml"]
