@@ -71,15 +71,19 @@ def _misread(text: str) -> bool:
     Every byte means something in windows-1252, -1251 or -1256, so a wrong label decodes without
     an error: Cyrillic read as Latin-1 is nearly all accented capitals and small letters
     ("Çàêóïêà"), Arabic read as Cyrillic nearly all capitals. Real text in those scripts has few
-    accented letters among its Latin ones, and few capitals among the others."""
+    accented letters among its Latin ones, and few capitals among its Cyrillic or Greek ones (a
+    Latin headline in capitals, "ÚLTIMA HORA: ESPAÑA", is no sign)."""
     sample = text[:_SAMPLE_CHARS]
     letters = [c for c in sample if c.isalpha()]
     beyond_ascii = [c for c in letters if ord(c) > 127]
     if len(beyond_ascii) < 20:
         return False
     latin1_letters = sum(1 for c in beyond_ascii if "\u00c0" <= c <= "\u00ff")
-    capitals = sum(1 for c in beyond_ascii if c.isupper())
-    return latin1_letters / len(letters) > 0.4 or capitals / len(beyond_ascii) > 0.5
+    if latin1_letters / len(letters) > 0.4:
+        return True
+    other_scripts = [c for c in beyond_ascii if ord(c) > 0xFF]
+    capitals = sum(1 for c in other_scripts if c.isupper())
+    return len(other_scripts) >= 20 and capitals / len(other_scripts) > 0.5
 
 
 def _utf8_or_none(html: bytes) -> str | None:

@@ -263,15 +263,19 @@ def _canonical(tree: HtmlElement, meta: dict[str, str], url: str) -> str:
     return canonical_url(url)
 
 
-_AMP_ENDINGS = ("amp", "amp.html", "amphtml")  # /story/amp names the page /story
+_VARIANT_ENDINGS = ("amp", "amp.html", "amphtml", "print", "print.html", "full")  # /story/amp names the page /story
+_SECTION_WORD = re.compile(r"[^\W\d_]+")  # "news", "world": no digits, no second word
 
 
 def _root_or_section_above(candidate_path: str, page_path: str) -> bool:
-    """True for "/" or "/news/" as the canonical of /news/2026/story.html (not for /story of /story/amp)."""
+    """True for "/" or "/news/" as the canonical of /news/2026/story.html; not for /story of
+    /story/amp or /story/print, nor for /news/123 of /news/123/some-slug (an id is no section)."""
     candidate, page = candidate_path.rstrip("/"), page_path.rstrip("/")
     if not candidate:
         return True
-    return page.startswith(candidate + "/") and page[len(candidate) + 1 :].lower() not in _AMP_ENDINGS
+    if not page.startswith(candidate + "/") or page[len(candidate) + 1 :].lower() in _VARIANT_ENDINGS:
+        return False
+    return _SECTION_WORD.fullmatch(candidate.rsplit("/", 1)[-1]) is not None
 
 
 def _declared_language(tree: HtmlElement, meta: dict[str, str]) -> str | None:

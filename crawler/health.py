@@ -14,10 +14,9 @@ COLUMNS = [
     ("new", "items_new"),
     ("last new article", "last_new_article"),
     ("poll every", "poll_interval"),  # set by the scheduler (adaptive polling)
-    ("error", "error"),  # last, and whole: the reason is at the end of a message that starts with a URL
 ]
-MAX_WIDTH = 40  # of the other columns (a long source name)
-MAX_ERROR = 500
+MAX_WIDTH = 40  # of a column (a long source name)
+MAX_ERROR = 500  # the error goes whole on a line of its own: its reason comes after a URL
 TIMES = {"last_attempt", "last_success", "last_new_article"}
 
 
@@ -31,10 +30,11 @@ def health_table(db: str) -> str:
     rows = [{**row, "poll_interval": format_duration(row.get("poll_interval"))} for row in rows]
     table = [[_cell(row.get(key), key) for _, key in COLUMNS] for row in rows]
     widths = [min(max(len(h), *(len(r[i]) for r in table)), MAX_WIDTH) for i, (h, _) in enumerate(COLUMNS)]
-    widths[-1] = MAX_ERROR
     lines = ["  ".join(h.ljust(w) for (h, _), w in zip(COLUMNS, widths)).rstrip()]
-    for row in table:
-        lines.append("  ".join(cell[:w].ljust(w) for cell, w in zip(row, widths)).rstrip())
+    for row, cells in zip(rows, table):
+        lines.append("  ".join(cell[:w].ljust(w) for cell, w in zip(cells, widths)).rstrip())
+        if row.get("error"):
+            lines.append(f"    error: {_cell(row['error'], 'error')[:MAX_ERROR]}")
     return "\n".join(lines)
 
 

@@ -45,12 +45,17 @@ def canonical_url(url: str) -> str:
     url = url.strip()
     try:
         parts = urlsplit(url)
-        query = parse_qs(parts.query)
+        # bytes that are not UTF-8 (a windows-1251 "%D0%E0") go back out as they came
+        query = parse_qs(parts.query, errors="surrogateescape")
         normalized = courlan.normalize_url(urlunsplit(parts._replace(query="", fragment="")))
     except (ValueError, AttributeError):
         return url
-    kept = {name: query[name] for name in sorted(query) if not TRACKING_PARAMETER.search(name)}
-    return urlunsplit(urlsplit(normalized)._replace(query=urlencode(kept, doseq=True), fragment=""))
+    if parts.query and "=" not in parts.query and "&" not in parts.query:
+        cleaned = parts.query  # a bare id, as in index.php?12345
+    else:
+        kept = {name: query[name] for name in sorted(query) if not TRACKING_PARAMETER.search(name)}
+        cleaned = urlencode(kept, doseq=True, errors="surrogateescape")
+    return urlunsplit(urlsplit(normalized)._replace(query=cleaned, fragment=""))
 
 
 def host_of(url: str) -> str:

@@ -305,6 +305,8 @@ def test_a_canonical_naming_the_homepage_or_a_section_is_not_the_article():
     assert canonical_of("https://paper.example/news/story-main.html?utm_source=amp#top",
                         "https://paper.example/news/amp/story.html") == "https://paper.example/news/story-main.html"
     assert canonical_of("/news/story", "https://paper.example/news/story/amp") == "https://paper.example/news/story"
+    assert canonical_of("/story/", "https://paper.example/story/print") == "https://paper.example/story/"
+    assert canonical_of("/news/123", "https://paper.example/news/123/some-slug") == "https://paper.example/news/123"
 
 
 @pytest.mark.parametrize(
@@ -314,6 +316,8 @@ def test_a_canonical_naming_the_homepage_or_a_section_is_not_the_article():
         ("https://paper.example/event?eid=5&fbclid=x&gclid=y", "https://paper.example/event?eid=5"),
         ("https://paper.example/photo?gallery=8&_ga=1&mc_eid=3", "https://paper.example/photo?gallery=8"),
         ("https://paper.example/a?p=4&id=7&ref=home", "https://paper.example/a?id=7&p=4"),
+        ("https://paper.example/index.php?12345", "https://paper.example/index.php?12345"),  # a bare id
+        ("https://paper.example/find?q=%D0%E0&utm_medium=rss", "https://paper.example/find?q=%D0%E0"),  # windows-1251 bytes
     ],
 )
 def test_parameters_that_name_the_article_survive_and_trackers_do_not(link, canonical):
@@ -329,6 +333,7 @@ def test_parameters_that_name_the_article_survive_and_trackers_do_not(link, cano
         ("وقعت المملكة العربية السعودية صفقة لشراء صواريخ باتريوت من الولايات المتحدة. ", "cp1256", "windows-1251"),
         ("Le ministère a commandé des obus à l'étranger. À Paris, Élysée déclare: ça coûte très cher. ", "cp1252", "iso-8859-1"),
         ("Die Bundeswehr bestellt größere Stückzahlen Munition über fünf Jahre. Ärger über Öl. ", "cp1252", "iso-8859-1"),
+        ("ÚLTIMA HORA: ESPAÑA ANUNCIÓ LA ADQUISICIÓN DE AVIONES “EUROFIGHTER” ", "cp1252", "iso-8859-1"),
     ],
 )
 def test_a_charset_label_the_bytes_cannot_be_in_is_overruled(text, charset, label):

@@ -119,7 +119,7 @@ def test_a_failing_child_sitemap_shows_in_the_health_table(web, tmp_path):
     assert stored(tmp_path / "x.db") == {"/a/live.html"}
     table = run_armswatch("sources", "--db", str(tmp_path / "x.db")).stdout
     assert "last attempt" in table.splitlines()[0]
-    assert f"HTTP 404 from {b}/gone.xml" in table  # the whole reason, not its first 60 characters
+    assert f"    error: HTTP 404 from {b}/gone.xml" in table.splitlines()  # whole, on a line of its own
 
     crawl(config)  # a second failed run counts on
     assert health(tmp_path / "x.db")["all dead"]["consecutive_failures"] == 2
