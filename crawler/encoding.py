@@ -61,7 +61,7 @@ def declared_charset(html: bytes, headers: Mapping[str, str] | None = None) -> s
     return None
 
 
-_SINGLE_BYTE = ("cp12", "cp8", "iso8859", "koi8", "mac_", "latin")  # codecs that decode any byte at all
+_SINGLE_BYTE = ("cp12", "cp8", "cp4", "iso8859", "koi8", "mac")  # codec names (codecs.lookup) of charsets that decode any byte
 _SAMPLE_CHARS = 50_000
 
 
