@@ -59,8 +59,10 @@ NEXT_PAGE = "next page"  # page 2.. of a listing
 
 READ_ERRORS = (FeedParseError, SitemapError, ListingError, ValueError)
 # Article failures the next run may not meet: the source's validators are then not saved, so
-# that an unchanged feed is read again and the article retried
+# that an unchanged feed is read again and the article retried, in this many runs at most (then
+# it waits for the feed to change: a page that fails every run must not cost its feed's 304s)
 PASSING_ERRORS = ("timeout", "DNS", "refused", "connection lost", "connect error", "HTTP 408", "HTTP 429")
+RETRY_RUNS = 3
 # Article requests out per site at once, as a multiple of the per-site concurrency: enough that
 # the downloader never waits for the frontier
 AHEAD_PER_CONCURRENT_REQUEST = 4
@@ -434,7 +436,8 @@ class SourcesSpider(scrapy.Spider):
         error_class, message = classify_failure(failure)
         self.note_error(source, request.url, error_class, message)
         if error_class in PASSING_ERRORS or error_class.startswith("HTTP 5"):
-            self.retry_next_run(source.name)
+            if self.store.runs_failing(request.url) <= RETRY_RUNS:
+                self.retry_next_run(source.name)
 
     # -- health ------------------------------------------------------------------------------
 

@@ -301,6 +301,10 @@ class ArticleStore:
                  "message": message[:2000], "at": utc_now()}
             )
 
+    def runs_failing(self, url: str) -> int:
+        """In how many crawl runs fetching this URL failed."""
+        return self.db.execute("select count(distinct run_id) from fetch_errors where url = ?", [url]).fetchone()[0]
+
     # -- scheduling: runs that never finished ------------------------------------------
 
     def abandon_runs(self, exit_reason: str = "killed", pid: int | None = None) -> list[int]:

@@ -252,3 +252,19 @@ def test_max_items_takes_the_newest_sitemaps_first_and_reads_no_further(web, tmp
     crawl(write_config(tmp_path / "c.toml", [{"name": "site", "url": f"{b}/index.xml", "type": "sitemap", "max_items": 5}]))
     assert {path.split("-")[0] for path in stored(tmp_path / "x.db")} == {"/a/12", "/a/11"}
     assert [p for p in web.request_log if p.startswith("/sitemap-")] == ["/sitemap-2026-12.xml", "/sitemap-2026-11.xml"]
+
+
+def test_an_article_that_fails_every_run_stops_holding_back_its_feeds_304(web, tmp_path):
+    b = web.base_url
+    serve(web, "/feed.xml", rss(b, ["/a/steady.html", "/a/broken.html"]))
+    serve(web, "/a/steady.html", article("Steady"), content_type="text/html")
+    serve(web, "/a/broken.html", b"broken", status=500, content_type="text/plain")
+    config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}])
+    requests_per_run = []
+    for _ in range(5):
+        web.request_log.clear()
+        crawl(config)
+        requests_per_run.append(web.request_log.count("/a/broken.html"))
+    assert requests_per_run[:4] == [2, 2, 2, 2]  # tried (and retried once) in the first runs
+    assert requests_per_run[4] == 0  # then the unchanged feed is skipped again
+    assert health(tmp_path / "x.db")["wire"]["status"] == "unchanged"
