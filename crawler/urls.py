@@ -58,6 +58,17 @@ def canonical_url(url: str) -> str:
     return urlunsplit(urlsplit(normalized)._replace(query=cleaned, fragment=""))
 
 
+def address_variants(url: str) -> list[str]:
+    """The URL, then as a site may have listed the same page before: over the other scheme, and
+    with or without `www.` (a site moving to https relists every article under a new URL). Only
+    for recognising what is stored: articles are fetched and stored under the URL as listed."""
+    parts = urlsplit(url)
+    host = parts.netloc
+    hosts = [host, host[4:] if host.startswith("www.") else f"www.{host}"]
+    schemes = [parts.scheme, "https" if parts.scheme == "http" else "http"]
+    return [urlunsplit(parts._replace(scheme=scheme, netloc=name)) for scheme in schemes for name in hosts]
+
+
 def host_of(url: str) -> str:
     """The URL's host, lower-cased ("" if none): also the key Scrapy's downloader groups requests by."""
     return urlsplit(url).hostname or ""  # .hostname is lower-cased already

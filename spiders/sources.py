@@ -35,7 +35,7 @@ from crawler.clustering import assign_unassigned
 from crawler.config import Config, Source, load_config
 from crawler.errors import classify_failure
 from crawler.items import FeedEntry, PageItem
-from crawler.urls import canonical_url, is_fetchable_url
+from crawler.urls import address_variants, canonical_url, is_fetchable_url
 from spiders.discovery import announced_feeds, common_feed_urls
 from spiders.feeds import FeedParseError, parse_feed
 from spiders.frontier import ArticleFrontier
@@ -360,7 +360,7 @@ class SourcesSpider(scrapy.Spider):
                 self.logger.info("%s: refused non-http(s) link %r", source.name, entry.link[:200])  # the feed's problem, not a failure
                 continue
             url = canonical_url(entry.link)
-            if not self.refresh and (self.store.known_url(url) or self.store.known_url(entry.link)):
+            if not self.refresh and any(self.store.known_url(known) for known in (*address_variants(url), entry.link)):
                 self.crawler.stats.inc_value("armswatch/links_known")
                 continue
             if self.frontier.add(source, entry, url) is None:

@@ -268,3 +268,18 @@ def test_an_article_that_fails_every_run_stops_holding_back_its_feeds_304(web, t
     assert requests_per_run[:4] == [2, 2, 2, 2]  # tried (and retried once) in the first runs
     assert requests_per_run[4] == 0  # then the unchanged feed is skipped again
     assert health(tmp_path / "x.db")["wire"]["status"] == "unchanged"
+
+
+def test_an_article_relisted_over_https_or_with_www_is_not_fetched_again(web, tmp_path):
+    """A site that moves to https relists every article under a new URL: the same page, not news."""
+    b = web.base_url
+    serve(web, "/feed.xml", rss(b, ["/a/story.html"]))
+    serve(web, "/a/story.html", article("Story"), content_type="text/html")
+    config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}])
+    crawl(config)
+    port = urlsplit(b).port
+    relisted = rss("", [f"https://127.0.0.1:{port}/a/story.html", f"http://www.127.0.0.1:{port}/a/story.html"])
+    serve(web, "/feed.xml", relisted)
+    result = crawl(config)
+    assert "0 new articles" in result.stdout and "0 errors" in result.stdout, result.stdout
+    assert stored(tmp_path / "x.db") == {"/a/story.html"}
