@@ -59,14 +59,20 @@ def canonical_url(url: str) -> str:
 
 
 def address_variants(url: str) -> list[str]:
-    """The URL, then as a site may have listed the same page before: over the other scheme, and
-    with or without `www.` (a site moving to https relists every article under a new URL). Only
-    for recognising what is stored: articles are fetched and stored under the URL as listed."""
+    """The URL, then as a site may have listed the same page before: over the other scheme, with
+    or without `www.` (a site moving to https relists every article under a new URL), with or
+    without a trailing slash. Only for recognising what is stored: articles are fetched and
+    stored under the URL as listed."""
     parts = urlsplit(url)
     host = parts.netloc
     hosts = [host, host[4:] if host.startswith("www.") else f"www.{host}"]
     schemes = [parts.scheme, "https" if parts.scheme == "http" else "http"]
-    return [urlunsplit(parts._replace(scheme=scheme, netloc=name)) for scheme in schemes for name in hosts]
+    path = parts.path.rstrip("/")
+    paths = [parts.path] + ([path if parts.path.endswith("/") else f"{path}/"] if path else [])
+    return [
+        urlunsplit(parts._replace(scheme=scheme, netloc=name, path=variant))
+        for variant in paths for scheme in schemes for name in hosts
+    ]
 
 
 def host_of(url: str) -> str:

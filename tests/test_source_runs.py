@@ -278,7 +278,8 @@ def test_an_article_relisted_over_https_or_with_www_is_not_fetched_again(web, tm
     config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}])
     crawl(config)
     port = urlsplit(b).port
-    relisted = rss("", [f"https://127.0.0.1:{port}/a/story.html", f"http://www.127.0.0.1:{port}/a/story.html"])
+    relisted = rss("", [f"https://127.0.0.1:{port}/a/story.html", f"http://www.127.0.0.1:{port}/a/story.html",
+                        f"https://www.127.0.0.1:{port}/a/story.html/"])
     serve(web, "/feed.xml", relisted)
     result = crawl(config)
     assert "0 new articles" in result.stdout and "0 errors" in result.stdout, result.stdout
