@@ -27,7 +27,10 @@ from twisted.python.failure import Failure
 from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
 
 from crawler.middlewares import ForbiddenUrl, RedirectLoop
-from crawler.robotstxt import UNREACHABLE
+
+# crawler.robotstxt refuses a host's requests with "robots.txt unreachable (<class>): ...";
+# the class is read back from that message
+UNREACHABLE = "robots.txt unreachable"
 
 
 def classify_failure(failure: Failure) -> tuple[str, str]:

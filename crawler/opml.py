@@ -57,9 +57,10 @@ def parse_opml(data: bytes) -> list[OpmlFeed]:
         for outline in element.iterchildren("outline"):
             attributes = {name.lower(): value for name, value in outline.attrib.items()}
             label = (attributes.get("title") or attributes.get("text") or "").strip()
-            is_feed = "xmlurl" in attributes or attributes.get("type", "").lower() in FEED_TYPES
+            typed_feed = attributes.get("type", "").lower() in FEED_TYPES
+            is_feed = "xmlurl" in attributes or typed_feed
             url = (attributes.get("xmlurl") or "").strip()
-            if not url and attributes.get("type", "").lower() in FEED_TYPES:
+            if not url and typed_feed:
                 url = (attributes.get("url") or "").strip()
             if is_feed:
                 feeds.append(OpmlFeed(name=label or url, url=url, folder=" / ".join(folders) or None))

@@ -26,7 +26,7 @@ from scrapy.utils.httpobj import urlparse_cached
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-UNREACHABLE = "robots.txt unreachable"  # crawler.errors reads the error class from this message
+from crawler.errors import UNREACHABLE, classify_failure
 
 
 class _WithoutTraceback(logging.Filter):
@@ -62,8 +62,6 @@ class RobotsTxtMiddleware(ScrapyRobotsTxtMiddleware):
 
     def _robots_error(self, exc: Exception, netloc: str) -> None:
         if not isinstance(exc, IgnoreRequest):
-            from crawler.errors import classify_failure  # errors imports the middlewares
-
             error_class, _ = classify_failure(Failure(exc))
             self._unreachable[netloc] = f"{UNREACHABLE} ({error_class}): robots.txt of {netloc}: {str(exc)[:200] or error_class}"
         super()._robots_error(exc, netloc)

@@ -77,26 +77,30 @@ def _text(element: etree._Element) -> str:
     return " ".join("".join(element.itertext()).split())
 
 
-def _in_skipped_container(element: etree._Element, patterns: ListingPatterns) -> bool:
-    """Inside <nav>, <footer>, <div class="main-menu">...; an <article> (and its own <header>) is
-    never navigation."""
+_LAYOUT_TAGS = {"html", "body", "main"}  # their classes describe the layout, not a menu
+_MENU = re.compile(r"(?:^|[_-])(?:menu|navbar)$", re.I)
+_MENU_TAGS = frozenset({"menu", "header"})
+
+
+def _inside(element: etree._Element, tags: frozenset[str], classes: re.Pattern[str], article_ends: bool) -> bool:
+    """Is the element inside one of `tags`, or inside an element with a class or id token that
+    `classes` matches? With `article_ends`, an <article> (and its own <header>) is content: the
+    search stops there."""
     for ancestor in element.iterancestors():
         tag = ancestor.tag.lower() if isinstance(ancestor.tag, str) else ""
-        if tag == "article":
+        if article_ends and tag == "article":
             return False
-        if tag in patterns.skip_containers:
+        if tag in tags:
             return True
-        if tag not in _LAYOUT_TAGS and any(patterns.skip_classes.search(name) for name in _names(ancestor)):
+        names = f"{ancestor.get('class') or ''} {ancestor.get('id') or ''}".split()
+        if tag not in _LAYOUT_TAGS and any(classes.search(name) for name in names):
             return True
     return False
 
 
-_LAYOUT_TAGS = {"html", "body", "main"}
-
-
-def _names(element: etree._Element) -> list[str]:
-    """The class and id tokens of an element."""
-    return f"{element.get('class') or ''} {element.get('id') or ''}".split()
+def _in_skipped_container(element: etree._Element, patterns: ListingPatterns) -> bool:
+    """Inside <nav>, <footer>, <div class="main-menu">...: navigation, never articles."""
+    return _inside(element, patterns.skip_containers, patterns.skip_classes, article_ends=True)
 
 
 def _section_link(url: str, anchor: etree._Element) -> bool:
@@ -178,17 +182,9 @@ def parse_listing(html: str | bytes, page_url: str, selector: str | None = None)
     return ParsedListing(entries=entries, next_page=_next_page(doc, base, page_url, patterns))
 
 
-def _in_menu(anchor: etree._Element, patterns: ListingPatterns) -> bool:
+def _in_menu(anchor: etree._Element) -> bool:
     """In a site menu (the pager may well sit in a <nav>, or a class="pagination" block)."""
-    for ancestor in anchor.iterancestors():
-        if ancestor.tag in ("menu", "header"):
-            return True
-        if ancestor.tag not in _LAYOUT_TAGS and any(_MENU.search(name) for name in _names(ancestor)):
-            return True
-    return False
-
-
-_MENU = re.compile(r"(?:^|[_-])(?:menu|navbar)$", re.I)
+    return _inside(anchor, _MENU_TAGS, _MENU, article_ends=False)
 
 
 def _next_page(doc: lxml.html.HtmlElement, base: str, page_url: str, patterns: ListingPatterns) -> str | None:
@@ -197,7 +193,7 @@ def _next_page(doc: lxml.html.HtmlElement, base: str, page_url: str, patterns: L
     hrefs += doc.xpath("//a[contains(concat(' ', normalize-space(@rel), ' '), ' next ')]/@href")
     for anchor in doc.iter("a"):
         href = anchor.get("href")
-        if not href or _in_menu(anchor, patterns):
+        if not href or _in_menu(anchor):
             continue
         label = (_text(anchor) or anchor.get("aria-label") or anchor.get("title") or "").casefold()
         if label.strip(" .…") in patterns.next_text or label.strip(_ARROWS) in patterns.next_text:

@@ -133,12 +133,16 @@ def test_a_failing_child_sitemap_shows_in_the_health_table(web, tmp_path):
     assert "/a/back.html" in stored(tmp_path / "x.db")
 
 
-def test_an_article_that_failed_is_fetched_again_though_its_feed_has_not_changed(web, tmp_path):
-    b = web.base_url
-    serve(web, "/feed.xml", rss(b, ["/a/steady.html", "/a/flaky.html"]))
+def wire_with_a_failing_article(web, tmp_path, path: str, status: int) -> Path:
+    """A feed of two articles, /a/steady.html and `path`, which answers `status`; its config."""
+    serve(web, "/feed.xml", rss(web.base_url, ["/a/steady.html", path]))
     serve(web, "/a/steady.html", article("Steady"), content_type="text/html")
-    serve(web, "/a/flaky.html", b"busy", status=503, content_type="text/plain")
-    config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}])
+    serve(web, path, b"failing", status=status, content_type="text/plain")
+    return write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{web.base_url}/feed.xml"}])
+
+
+def test_an_article_that_failed_is_fetched_again_though_its_feed_has_not_changed(web, tmp_path):
+    config = wire_with_a_failing_article(web, tmp_path, "/a/flaky.html", 503)
     crawl(config)
     assert stored(tmp_path / "x.db") == {"/a/steady.html"}
 
@@ -255,11 +259,7 @@ def test_max_items_takes_the_newest_sitemaps_first_and_reads_no_further(web, tmp
 
 
 def test_an_article_that_fails_every_run_stops_holding_back_its_feeds_304(web, tmp_path):
-    b = web.base_url
-    serve(web, "/feed.xml", rss(b, ["/a/steady.html", "/a/broken.html"]))
-    serve(web, "/a/steady.html", article("Steady"), content_type="text/html")
-    serve(web, "/a/broken.html", b"broken", status=500, content_type="text/plain")
-    config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}])
+    config = wire_with_a_failing_article(web, tmp_path, "/a/broken.html", 500)
     requests_per_run = []
     for _ in range(5):
         web.request_log.clear()
