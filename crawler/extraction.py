@@ -32,6 +32,7 @@ from trafilatura.external import SANITIZED_XPATH  # the elements that send trafi
 from trafilatura.utils import repair_faulty_html
 
 from crawler.cleaning import clean_text, normalize_space, prune_boilerplate
+from crawler.dates import plausible_iso
 from crawler.encoding import decode_html
 from crawler.items import Article, FeedEntry
 from crawler.language_model import install as install_language_model
@@ -59,7 +60,6 @@ MIN_BODY_CHARS = 250
 CONFIDENT_BODY_CHARS = 1000
 CONFIDENT_PAGE_SHARE = 0.2
 _FURNITURE = etree.XPath(SANITIZED_XPATH)
-EARLIEST_YEAR = 1990  # an earlier "published" date is a CMS placeholder
 # language identification needs little text; more only costs time
 LANG_SAMPLE_CHARS = 300
 FETCH_TIMEOUT = 20
@@ -186,25 +186,26 @@ def _title_candidates(tree: HtmlElement, meta: dict[str, str], ld: dict) -> list
     return list(dict.fromkeys(c for c in candidates if c))
 
 
-def _published(tree: HtmlElement, meta: dict[str, str], ld: dict, url: str) -> str | None:
-    """An explicit publication timestamp when the page gives one, else htmldate's best guess."""
+def _published(tree: HtmlElement, meta: dict[str, str], ld: dict) -> str | None:
+    """The publication timestamp the page states in its metadata (JSON-LD, Open Graph), if any."""
     for value in (ld.get("datePublished"), meta.get("article:published_time"), meta.get("datepublished")):
-        if isinstance(value, str) and _ISO_DATE.match(value.strip()) and _plausible_year(value.strip()):
+        if isinstance(value, str) and _ISO_DATE.match(value.strip()) and plausible_iso(value.strip()[:10]):
             value = value.strip()
             try:
                 datetime.fromisoformat(value.replace("Z", "+00:00"))
                 return value
             except ValueError:
                 return value[:10]
+    return None
+
+
+def _guessed_date(tree: HtmlElement, url: str) -> str | None:
+    """htmldate's best guess from the page's text and markup: a sidebar's or a comment's date may
+    win it, so a feed's or sitemap's own date for the article comes first."""
     try:
         return find_date(tree, url=url, extensive_search=False, original_date=True)
     except Exception:  # htmldate is best effort; a date is never worth losing the article
         return None
-
-
-def _plausible_year(value: str) -> bool:
-    """CMS placeholders such as "0001-01-01T00:00:00Z" are no publication date."""
-    return EARLIEST_YEAR <= int(value[:4]) <= datetime.now().year + 1
 
 
 def _author(meta: dict[str, str], ld: dict) -> str | None:
@@ -408,7 +409,7 @@ def _extract(html: bytes, url: str, headers: Mapping[str, str] | None, entry: Fe
     titles = _title_candidates(tree, meta, ld)
     if entry is not None and entry.title:
         titles.append(normalize_space(entry.title))
-    published = _published(tree, meta, ld, url)
+    published = _published(tree, meta, ld) or (entry.published if entry else None) or _guessed_date(tree, url)
     author = _author(meta, ld)
     declared_language = _declared_language(tree, meta)
     canonical = _canonical(tree, meta, url)
@@ -433,7 +434,7 @@ def _extract(html: bytes, url: str, headers: Mapping[str, str] | None, entry: Fe
         title=title,
         text=text,
         author=author or (entry.author if entry else None),
-        published=published or (entry.published if entry else None),
+        published=published,
         site_name=site_name,
         language=detect_language(text, declared_language),
         summary_only=summary_only,

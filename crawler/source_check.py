@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from crawler.config import Source
+from crawler.dates import newest_first_key
 from crawler.urls import is_fetchable_url
 
 BLOCKED_STATUSES = {401, 403, 407, 429, 451}
@@ -85,8 +86,8 @@ def check_source(source: Source, user_agent: str, timeout: float = 15.0, stale_d
         parsed = True
     except Exception as exc:  # any parse failure is a verdict, not a crash
         return SourceCheck(source.name, source.url, str(status), False, 0, None, "empty", f"cannot parse: {exc}"[:200])
-    dates = sorted(d for d in (getattr(e, "published", None) for e in entries) if d)
-    newest = dates[-1] if dates else None
+    dates = sorted((d for d in (getattr(e, "published", None) for e in entries) if d), key=newest_first_key)
+    newest = dates[0] if dates else None
     if not entries:
         verdict = "empty"
     elif newest and _older_than(newest, stale_days):

@@ -23,6 +23,7 @@ from xml.sax import SAXParseException
 
 import feedparser
 
+from crawler.dates import moment_of, plausible, rfc822_named_zone, utc_iso
 from crawler.encoding import decode_html
 from crawler.items import FeedEntry
 
@@ -34,6 +35,8 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _CLOSED_ROOT = re.compile(r"</(?:[\w.-]+:)?(?:rss|feed|rdf)\s*>(?:\s|<!--.*?-->)*$", re.IGNORECASE | re.DOTALL)
 # what feedparser is told the bytes are, once they are UTF-8 (it reads a missing type as ill-formed)
 _DECODED_HEADERS = {"content-type": "application/xml; charset=utf-8"}
+
+feedparser.registerDateHandler(rfc822_named_zone)  # tried before feedparser's own handlers
 
 
 class FeedParseError(ValueError):
@@ -69,22 +72,19 @@ def iso_date(value: object) -> str | None:
     """An RFC 3339 date (JSON Feed's format) as ISO 8601 in UTC, the form feed dates are stored in."""
     if not isinstance(value, str) or not value.strip():
         return None
-    try:
-        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat()
+    moment = moment_of(value.replace("z", "Z"))
+    return utc_iso(moment) if moment and plausible(moment) else None
 
 
 def _iso(struct: time.struct_time | None) -> str | None:
+    """feedparser's UTC time tuple as ISO 8601; None for a date no article can have (1970, 2038)."""
     if not struct:
         return None
     try:
-        return datetime(*struct[:6], tzinfo=timezone.utc).isoformat()
+        moment = datetime(*struct[:6], tzinfo=timezone.utc)
     except (TypeError, ValueError):
         return None
+    return moment.isoformat() if plausible(moment) else None
 
 
 def parse_feed(body: bytes, base_url: str, headers: dict[str, str] | None = None) -> ParsedFeed:
@@ -112,7 +112,7 @@ def parse_feed(body: bytes, base_url: str, headers: dict[str, str] | None = None
             FeedEntry(
                 link=urljoin(base_url, link.strip()),
                 title=_detail_text(raw, "title", 1000),
-                published=_iso(raw.get("published_parsed") or raw.get("updated_parsed")),
+                published=_iso(raw.get("published_parsed")) or _iso(dict.get(raw, "updated_parsed")),  # no alias warning
                 summary=_detail_text(raw, "summary") or _first_content(raw),
                 author=plain_text(raw.get("author"), 300),
             )

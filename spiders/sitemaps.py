@@ -12,11 +12,13 @@ import re
 import zlib
 from io import BytesIO
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin
 
 from lxml import etree
 
+from crawler.dates import moment_of, newest_first_key, plausible, utc_iso
 from crawler.items import FeedEntry
 
 MAX_SITEMAP_BYTES = 50_000_000  # the sitemap protocol's own limit for one uncompressed file
@@ -54,27 +56,67 @@ def gunzip_bounded(body: bytes, limit: int = MAX_SITEMAP_BYTES) -> bytes:
     return data
 
 
-def parse_date(value: str | None) -> datetime | None:
-    """W3C datetime (`2026-03-01`, `2026-03-01T08:30:00Z`, `...+02:00`) -> aware datetime."""
+def date_span(value: str | None) -> tuple[datetime, datetime, str] | None:
+    """(start, end, precision) of a sitemap date: "2026-03-01" is the whole day, so a window
+    starting at noon still holds it; precision is "year", "month", "day" or "time"."""
+    value = (value or "").strip()
     if not value:
         return None
-    value = value.strip()
-    for candidate in (value, value[:19], value[:10]):
+    span = _w3c_span(value) or _rfc822_span(value)
+    if span is None or not plausible(span[0]):
+        return None
+    return span
+
+
+def _w3c_span(value: str) -> tuple[datetime, datetime, str] | None:
+    if re.fullmatch(r"\d{4}", value):
+        start = datetime(int(value), 1, 1, tzinfo=timezone.utc)
+        return start, start.replace(year=start.year + 1), "year"
+    if re.fullmatch(r"\d{4}-\d{2}", value):
         try:
-            parsed = datetime.fromisoformat(candidate.replace("Z", "+00:00"))
+            start = datetime(int(value[:4]), int(value[5:]), 1, tzinfo=timezone.utc)
         except ValueError:
-            continue
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+            return None
+        after = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+        return start, after, "month"
+    for candidate in (value, value[:19], value[:10]):
+        moment = moment_of(candidate)
+        if moment is not None:
+            if len(candidate) == 10:
+                return moment, moment + timedelta(days=1), "day"
+            return moment, moment, "time"
     return None
 
 
-def _url_date(url: str) -> str:
-    """"2026-11" or "2026-11-23" from a URL that names its month or day, else ""."""
+def _rfc822_span(value: str) -> tuple[datetime, datetime, str] | None:
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment, moment, "time"
+
+
+def _stored_date(span: tuple[datetime, datetime, str] | None) -> str | None:
+    """What an entry's `published` says: the day of a date, the UTC time of a timestamp (as feeds
+    store theirs); a month or a year is no publication date."""
+    if span is None or span[2] in ("year", "month"):
+        return None
+    return span[0].date().isoformat() if span[2] == "day" else utc_iso(span[0])
+
+
+def _url_date(url: str) -> datetime | None:
+    """The month or day a URL names (sitemap-2026-11.xml, /2026/11/23/), else None; ?yyyy=2026&mm=11
+    is not read."""
     match = _URL_DATE.search(url)
     if not match:
-        return ""
+        return None
     year, month, day = match.groups()
-    return f"{year}-{month}-{day}" if day else f"{year}-{month}"
+    try:
+        return datetime(int(year), int(month), int(day or 1), tzinfo=timezone.utc)
+    except ValueError:  # 2026-02-31
+        return None
 
 
 def _local(tag: object) -> str:
@@ -101,7 +143,7 @@ def parse_sitemap(body: bytes, base_url: str, since: datetime | None = None) -> 
     body = body.lstrip(b" \t\r\n")  # white space before <?xml ...?> is an error to libxml2, not to readers
     kind = ""
     depth = 0
-    dated: list[tuple[str, str]] = []  # (lastmod, child sitemap URL)
+    dated: list[tuple[datetime | None, str]] = []  # (lastmod or a date in its URL, child sitemap URL)
     entries: list[FeedEntry] = []
     skipped = 0
     damage = None
@@ -121,23 +163,19 @@ def parse_sitemap(body: bytes, base_url: str, since: datetime | None = None) -> 
             item = _local(node.tag)
             loc = _child_text(node, "loc")
             if kind == "sitemapindex" and item == "sitemap" and loc:
-                lastmod = parse_date(_child_text(node, "lastmod"))
-                if since and lastmod and lastmod < since:
+                lastmod = date_span(_child_text(node, "lastmod"))
+                if since and lastmod and lastmod[1] < since:
                     skipped += 1
                 else:
                     child = urljoin(base_url, loc)
-                    dated.append((lastmod.isoformat() if lastmod else _url_date(child), child))
+                    dated.append((lastmod[0] if lastmod else _url_date(child), child))
             elif kind == "urlset" and item == "url" and loc:
-                date = parse_date(_child_text(node, "news/publication_date")) or parse_date(_child_text(node, "lastmod"))
-                if since and date and date < since:
+                span = date_span(_child_text(node, "news/publication_date")) or date_span(_child_text(node, "lastmod"))
+                if since and span and span[1] < since:
                     skipped += 1
                 else:
                     entries.append(
-                        FeedEntry(
-                            link=urljoin(base_url, loc),
-                            title=_child_text(node, "news/title"),
-                            published=date.isoformat() if date else None,
-                        )
+                        FeedEntry(link=urljoin(base_url, loc), title=_child_text(node, "news/title"), published=_stored_date(span))
                     )
             node.clear()
             while node.getprevious() is not None:
@@ -159,7 +197,7 @@ def parse_sitemap(body: bytes, base_url: str, since: datetime | None = None) -> 
     if kind == "sitemapindex":
         # newest first (by <lastmod>, else a date in the URL; the rest in document order): a cap
         # keeps the recent ones
-        dated.sort(key=lambda pair: pair[0], reverse=True)
+        dated.sort(key=lambda pair: (pair[0] is None, -pair[0].timestamp() if pair[0] else 0.0))
         return ParsedSitemap(children=[url for _, url in dated], skipped_old=skipped, damage=damage)
-    entries.sort(key=lambda e: e.published or "", reverse=True)  # newest first, as feeds are
+    entries.sort(key=lambda entry: newest_first_key(entry.published))  # in true time, whatever their zones
     return ParsedSitemap(entries=entries, skipped_old=skipped, damage=damage)
