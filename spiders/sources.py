@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 
 from crawler.clustering import assign_unassigned
 from crawler.config import Config, Source, load_config
+from crawler.dates import newest_first_key
 from crawler.errors import classify_failure
 from crawler.items import FeedEntry, PageItem
 from crawler.urls import address_variants, canonical_url, is_fetchable_url
@@ -76,7 +77,8 @@ class SourceRun:
     succeeded: bool = False  # its health row this run says ok
     announced_pending: int = 0
     feed_found: bool = False
-    items_seen: int = 0  # entries of all its documents, after max_items
+    items_seen: int = 0  # entries listed by all its documents
+    items_taken: int = 0  # new articles queued, counted against max_items
     documents: set[str] = field(default_factory=set)  # URLs requested: an index or pager that loops is read once
     keep_validators: bool = True
     problems: list[tuple[str, str]] = field(default_factory=list)  # (error class, message) of further documents
@@ -266,7 +268,7 @@ class SourcesSpider(scrapy.Spider):
         content_type = response.headers.get(b"Content-Type")
         headers = {"content-type": content_type.decode("latin-1")} if content_type else {}
         parsed = parse_feed(response.body, response.url, headers)
-        entries = self.within_max_items(source, parsed.entries)
+        entries = self.listed(source, parsed.entries)
         self.runs[source.name].feed_found = True
         self.source_ok(source, "ok", response.status, len(entries))
         if parsed.damage:
@@ -274,13 +276,14 @@ class SourcesSpider(scrapy.Spider):
         self.queue_articles(source, entries)
         return []
 
-    def within_max_items(self, source: Source, entries: list[FeedEntry]) -> list[FeedEntry]:
-        """The entries still within the source's max_items, counted over all its documents of the run."""
-        run = self.runs[source.name]
-        if source.max_items:
-            entries = entries[: max(0, source.max_items - run.items_seen)]
-        run.items_seen += len(entries)
+    def listed(self, source: Source, entries: list[FeedEntry]) -> list[FeedEntry]:
+        """Count a document's entries as seen by its source in this run."""
+        self.runs[source.name].items_seen += len(entries)
         return entries
+
+    def room_for_articles(self, source: Source) -> bool:
+        """Whether the source may still queue new articles in this run (max_items)."""
+        return not source.max_items or self.runs[source.name].items_taken < source.max_items
 
     def read_sitemap(self, source: Source, response: Response) -> Iterable[Request]:
         since = None
@@ -288,7 +291,7 @@ class SourcesSpider(scrapy.Spider):
             since = datetime.now(timezone.utc) - timedelta(days=source.since_days)
         parsed = parse_sitemap(response.body, response.url, since)
         self.crawler.stats.inc_value("armswatch/sitemap_items_too_old", parsed.skipped_old)
-        entries = self.within_max_items(source, parsed.entries)
+        entries = self.listed(source, parsed.entries)
         self.source_ok(source, "ok", response.status, len(entries))
         if parsed.damage:
             self.note_problem(source, response.url, "parse error", f"{response.url}: {parsed.damage}")
@@ -314,9 +317,10 @@ class SourcesSpider(scrapy.Spider):
         return requests + self.next_sitemap(source)
 
     def next_sitemap(self, source: Source) -> list[Request]:
-        """The next child sitemap of a source with max_items, while items may still be taken."""
+        """The next child sitemap of a source with max_items, until its sitemaps have listed that many
+        entries (the newest part of the source) or that many new articles are taken."""
         run = self.runs[source.name]
-        while run.waiting_sitemaps and run.items_seen < (source.max_items or 0):
+        while run.waiting_sitemaps and run.items_seen < (source.max_items or 0) and self.room_for_articles(source):
             url, depth = run.waiting_sitemaps.pop(0)
             request = self.further_request(source, url, CHILD_SITEMAP, depth_in_source=depth)
             if request is not None:
@@ -326,11 +330,11 @@ class SourcesSpider(scrapy.Spider):
     def read_listing(self, source: Source, response: Response) -> Iterable[Request]:
         page = response.meta.get("page_number", 1)
         parsed = parse_listing(_text_of(response), response.url, source.selector)
-        entries = self.within_max_items(source, parsed.entries)
+        entries = self.listed(source, parsed.entries)
         self.source_ok(source, "ok", response.status, len(entries))
         queued = self.queue_articles(source, entries)
         # Older pages of a listing hold older articles: stop paging once a page brings nothing new.
-        if parsed.next_page and page < source.max_pages and (queued or self.refresh):
+        if parsed.next_page and page < source.max_pages and (queued or self.refresh) and self.room_for_articles(source):
             request = self.further_request(source, parsed.next_page, NEXT_PAGE, page_number=page + 1)
             return [request] if request is not None else []
         return []
@@ -352,9 +356,14 @@ class SourcesSpider(scrapy.Spider):
     # -- article pages -------------------------------------------------------------------
 
     def queue_articles(self, source: Source, entries: Iterable[FeedEntry]) -> int:
-        """Put the articles not stored yet in the frontier; how many were new to this run."""
+        """Put the articles not stored yet in the frontier, newest first; how many were new to this run.
+
+        max_items caps the new articles of a run, not the entries read: known ones do not count.
+        When it leaves new articles behind, the source's validators are not kept, so that the
+        next run reads it again and takes the next ones."""
+        run = self.runs[source.name]
         queued = 0
-        for entry in entries:
+        for entry in sorted(entries, key=lambda entry: newest_first_key(entry.published)):
             if not is_fetchable_url(entry.link):
                 self.crawler.stats.inc_value("armswatch/links_refused")
                 self.logger.info("%s: refused non-http(s) link %r", source.name, entry.link[:200])  # the feed's problem, not a failure
@@ -363,10 +372,14 @@ class SourcesSpider(scrapy.Spider):
             if not self.refresh and any(self.store.known_url(known) for known in (*address_variants(url), entry.link)):
                 self.crawler.stats.inc_value("armswatch/links_known")
                 continue
+            if not self.room_for_articles(source):
+                run.keep_validators = False  # at least one new article is left for the next run
+                break
             if self.frontier.add(source, entry, url) is None:
                 self.crawler.stats.inc_value("armswatch/links_repeated")  # listed by two feeds of this run
                 continue
             queued += 1
+            run.items_taken += 1
         return queued
 
     def release_articles(self, sites: list[str] | None = None) -> None:

@@ -187,3 +187,14 @@ def test_layout_classes_on_body_and_wrappers_do_not_hide_the_stories():
     parsed = parse_listing(page, "http://127.0.0.1:1/")
     assert [urlsplit(e.link).path for e in parsed.entries] == ["/world/poland-signs-k2-tank-deal"]
     assert parsed.next_page == "http://127.0.0.1:1/?page=2"
+
+
+@pytest.mark.parametrize("label", ["Далі →", "← Попередні записи", "← Предыдущие записи", "Articoli meno recenti", "Avanti",
+                                   "Ältere Artikel", "Suivante »", "Anteriores"])
+def test_a_pager_without_rel_next_is_followed_in_the_languages_armswatch_reads(label):
+    stories = "".join(
+        f'<article><h2><a href="/news/2026/11/30/story-{i}-about-drones.html">Story {i} about the drones</a></h2></article>'
+        for i in range(3)
+    )
+    page = f'<html><body><main>{stories}</main><div class="pager"><a href="/news/?p=2">{label}</a></div></body></html>'
+    assert parse_listing(page, "http://127.0.0.1:1/news/", None).next_page == "http://127.0.0.1:1/news/?p=2"

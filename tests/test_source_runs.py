@@ -167,7 +167,39 @@ def test_max_items_counts_over_all_the_documents_of_a_source(web, tmp_path):
     config = write_config(tmp_path / "c.toml", [{"name": "site", "url": f"{b}/sitemap.xml", "type": "sitemap", "max_items": 4}])
     crawl(config)
     assert len(stored(tmp_path / "x.db")) == 4
-    assert health(tmp_path / "x.db")["site"]["items_seen"] == 4
+    assert health(tmp_path / "x.db")["site"]["items_seen"] == 6  # all listed; 4 of them taken
+
+
+def dated_rss(base: str, items: list[tuple[str, int]]) -> bytes:
+    """(path, hour of 2026-03-03) per item, in the order given."""
+    listed = "".join(
+        f"<item><title>{path}</title><link>{base}{path}</link><pubDate>Tue, 03 Mar 2026 {hour:02d}:00:00 GMT</pubDate></item>"
+        for path, hour in items
+    )
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>Wire</title>{listed}</channel></rss>'.encode()
+
+
+def test_max_items_takes_the_newest_new_articles_and_leaves_the_rest_for_the_next_runs(web, tmp_path):
+    """An oldest-first feed with max_items: the newest stories first, then what was left, a run at
+    a time, and a story added at the bottom is taken on the next run, not never."""
+    b = web.base_url
+    items = [(f"/a/{hour:02d}.html", hour) for hour in range(1, 7)]  # oldest first
+    serve(web, "/feed.xml", dated_rss(b, items))
+    for path, hour in items + [("/a/07.html", 7)]:
+        serve(web, path, article(f"Story of {hour} o'clock"), content_type="text/html")
+    config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml", "max_items": 2}])
+    crawl(config)
+    assert stored(tmp_path / "x.db") == {"/a/05.html", "/a/06.html"}
+    assert (health(tmp_path / "x.db")["wire"]["items_seen"], health(tmp_path / "x.db")["wire"]["items_new"]) == (6, 2)
+    crawl(config)  # the same feed, byte for byte: read again, since new stories were left
+    assert stored(tmp_path / "x.db") >= {"/a/03.html", "/a/04.html"} and "/a/02.html" not in stored(tmp_path / "x.db")
+    serve(web, "/feed.xml", dated_rss(b, items + [("/a/07.html", 7)]))
+    crawl(config)
+    assert stored(tmp_path / "x.db") >= {"/a/07.html", "/a/02.html"} and "/a/01.html" not in stored(tmp_path / "x.db")
+    crawl(config)
+    crawl(config)
+    assert len(stored(tmp_path / "x.db")) == 7
+    assert health(tmp_path / "x.db")["wire"]["status"] == "unchanged"  # all taken: the validators are kept again
 
 
 def test_a_malformed_link_in_a_feed_costs_only_itself(web, tmp_path):
