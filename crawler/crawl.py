@@ -15,7 +15,7 @@ from scrapy.settings import Settings
 from crawler.config import Config
 from crawler.memory import return_large_allocations
 from spiders.sources import SourcesSpider
-from storage.store import ArticleStore
+from storage.store import ArticleStore, StoreError
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,14 @@ def run_crawl(config: Config, trigger: str = "manual", refresh: bool = False, ve
     """Crawl every enabled source of `config` once; return what the crawl_runs row says."""
     return_large_allocations()  # page bodies come and go: their memory must go back
     process = CrawlerProcess(scrapy_settings(config, verbose))  # installs the root log handler (LOG_LEVEL)
-    process.crawl(SourcesSpider, armswatch_config=config, refresh=refresh, trigger=trigger)
+    crawler = process.create_crawler(SourcesSpider)
+    process.crawl(crawler, armswatch_config=config, refresh=refresh, trigger=trigger)
     process.start()
+    spider = crawler.spider
+    if spider is None or spider.run_id is None:  # never another run's row: that would hide the failure
+        raise StoreError(getattr(spider, "store_error", None) or f"{config.crawl.db}: the crawl did not start")
     with ArticleStore(config.crawl.db) as store:
-        rows = store.query("select * from crawl_runs order by id desc limit 1")
-    if not rows:
-        return CrawlSummary(None, "not started", {})
-    row = rows[0]
+        row = store.query_one("select * from crawl_runs where id = ?", [spider.run_id])
+    if row is None:
+        raise StoreError(f"{config.crawl.db}: the row of crawl run {spider.run_id} is gone")
     return CrawlSummary(row["id"], row["exit_reason"] or "unknown", row)

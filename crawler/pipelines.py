@@ -169,9 +169,10 @@ class StoragePipeline:
                         new_per_source[item.source] += 1
                 for source, count in new_per_source.items():  # one health update per source, not per article
                     spider.store.add_items_new(source, count)
-        except Exception:
-            for item in batch:  # the batch is lost: its sources are read in full next run
-                spider.retry_next_run(item.source)
+        except Exception as exc:
+            message = f"the database refused a batch of {len(batch)} articles: {type(exc).__name__}: {exc}"
+            for item in batch:  # the batch is lost: its sources say so, and are read in full next run
+                spider.storage_failed(item.source, item.page_url, message)
             raise
 
     def store(self, item: ProcessedArticle, spider: Spider) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -42,7 +43,7 @@ from spiders.feeds import FeedParseError, parse_feed
 from spiders.frontier import ArticleFrontier
 from spiders.listings import ListingError, parse_listing
 from spiders.sitemaps import MAX_SITEMAP_BYTES, SitemapError, parse_sitemap
-from storage.store import ArticleStore
+from storage.store import ArticleStore, StoreError
 
 # Statuses the document callback sees itself (to record them in the health table);
 # redirects stay with Scrapy's RedirectMiddleware.
@@ -109,6 +110,8 @@ class SourcesSpider(scrapy.Spider):
         self.refresh = refresh in (True, "1", "true", "yes")
         self.trigger = trigger
         self.store: ArticleStore | None = None
+        self.store_error: str | None = None
+        self.unwritten_errors: list[tuple[str, str, str]] = []  # (source, URL, message) refused with a batch
         self.run_id: int | None = None
         self.pending_validators: dict[str, tuple[str | None, str | None, str]] = {}
         self.runs: dict[str, SourceRun] = {}
@@ -128,10 +131,19 @@ class SourcesSpider(scrapy.Spider):
     # -- lifecycle ---------------------------------------------------------------------
 
     def on_opened(self, spider: scrapy.Spider) -> None:
-        self.store = ArticleStore(self.db_path)
-        sources = self.armswatch_config.enabled_sources
-        self.store.sync_sources(self.armswatch_config.sources)
-        self.run_id = self.store.start_run(self.trigger, len(sources), os.getpid())
+        """Open the database and start this run's row; if it cannot be written (locked by another
+        writer, read-only), nothing is crawled and `store_error` says why (Scrapy would only log it)."""
+        try:
+            self.store = ArticleStore(self.db_path)
+            sources = self.armswatch_config.enabled_sources
+            self.store.sync_sources(self.armswatch_config.sources)
+            self.run_id = self.store.start_run(self.trigger, len(sources), os.getpid())
+        except (StoreError, sqlite3.Error) as exc:
+            self.store_error = f"{self.db_path}: database unusable: {exc}"
+            if self.store is not None:
+                self.store.close()
+                self.store = None
+            return
         assign_unassigned(self.store)  # articles stored before story clustering existed
 
     def on_closed(self, spider: scrapy.Spider, reason: str) -> None:
@@ -169,6 +181,8 @@ class SourcesSpider(scrapy.Spider):
     # -- source documents --------------------------------------------------------------
 
     async def start(self) -> AsyncIterator[Request]:
+        if self.store is None:  # the database could not be opened for writing: on_opened said why
+            return
         for source in self.armswatch_config.enabled_sources:
             self.runs[source.name] = SourceRun(documents={source.url})
             if source.type == "homepage":
@@ -513,9 +527,22 @@ class SourcesSpider(scrapy.Spider):
         self.runs[source.name].problems.append((error_class, message))
         self.retry_next_run(source.name)
 
+    def storage_failed(self, source_name: str, url: str, message: str) -> None:
+        """An article the database refused with its whole batch (locked by another writer, disk
+        full): its source shows it at the end of the run, and reads its documents in full next run.
+        The error row is written then too: the database refuses writes now."""
+        self.crawler.stats.inc_value("armswatch/errors")
+        self.logger.warning("%s: %s not stored: %s", source_name, url, message)
+        self.unwritten_errors.append((source_name, url, message))
+        if source_name in self.runs:
+            self.runs[source_name].problems.append(("storage", f"{url}: {message}"))
+        self.retry_next_run(source_name)
+
     def record_problems(self) -> None:
         """Health of the sources whose further documents failed: "partial" when items were still
         read, a failure of the source when none was (a sitemap index whose sitemaps all failed)."""
+        for source_name, url, message in self.unwritten_errors:
+            self.store.record_error(self.run_id, source_name, url, "storage", message)
         for name, run in self.runs.items():
             if not run.problems or not run.succeeded:
                 continue

@@ -5,6 +5,7 @@ A live server on 127.0.0.1 whose pages the tests change between crawls (`web.pag
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from io import BytesIO
 from pathlib import Path
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from crawler.demo_server import SiteHandler, SiteServer
+from storage.store import ArticleStore
 from tests.conftest import rows, run_armswatch
 from tests.test_sources import health, write_config
 
@@ -316,3 +318,48 @@ def test_an_article_relisted_over_https_or_with_www_is_not_fetched_again(web, tm
     result = crawl(config)
     assert "0 new articles" in result.stdout and "0 errors" in result.stdout, result.stdout
     assert stored(tmp_path / "x.db") == {"/a/story.html"}
+
+
+def refuse(db: Path, trigger: str) -> None:
+    """Make the real database refuse a write, as a full disk or a quota would."""
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(trigger)
+    conn.close()
+
+
+def test_a_database_that_refuses_this_runs_row_fails_the_crawl_instead_of_reporting_the_last_one(web, tmp_path):
+    b = web.base_url
+    serve(web, "/feed.xml", rss(b, ["/a/one.html"]))
+    serve(web, "/a/one.html", article("One"), content_type="text/html")
+    config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}])
+    crawl(config)
+    refuse(tmp_path / "x.db", "create trigger quota before insert on crawl_runs begin select raise(abort, 'disk quota exceeded'); end")
+    serve(web, "/feed.xml", rss(b, ["/a/one.html", "/a/two.html"]))
+    result = run_armswatch("crawl", "--config", str(config))
+    assert result.returncode == 2
+    assert "database unusable" in result.stderr and "disk quota exceeded" in result.stderr
+    assert "new articles" not in result.stdout  # not the previous run's summary
+    assert "Traceback" not in result.stderr
+
+
+def test_a_batch_the_database_refuses_shows_in_the_sources_health_and_is_fetched_next_run(web, tmp_path):
+    b = web.base_url
+    paths = ["/a/one.html", "/a/two.html", "/a/three.html"]
+    serve(web, "/feed.xml", rss(b, paths))
+    for path in paths:
+        serve(web, path, article(path), content_type="text/html")
+    config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}])
+    db = tmp_path / "x.db"
+    ArticleStore(db).close()
+    refuse(db, "create trigger full before update of items_new on source_health when new.items_new > old.items_new"
+               " begin select raise(abort, 'database or disk is full'); end")
+    crawl(config)
+    assert stored(db) == set()
+    state = health(db)["wire"]
+    assert state["status"] == "partial" and "database refused a batch of 3 articles" in state["error"]
+    assert len(rows(db, "select * from fetch_errors where error_class = 'storage'")) == 3
+    refuse(db, "drop trigger full")
+    crawl(config)
+    assert stored(db) == set(paths)
+    assert health(db)["wire"]["status"] == "ok"
