@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable
+import signal
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import parseaddr
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from crawler.clustering import also_reported, mark_story_alerted, story_already_alerted
+from crawler.clustering import also_reported, story_already_alerted
 from crawler.config import AlertSettings, Config, Recipient
 from crawler.email_render import build_message, notice_from_row, render_alert, render_test, story_from_row
 from crawler.locking import ProcessLock, lock_path_for
@@ -126,9 +129,35 @@ class _Email:
     updates: list[dict[str, Any]] = field(default_factory=list)
 
 
-def alert_sent(row: dict[str, Any], store: ArticleStore) -> None:
-    """Called for every outbox row once its email was accepted: its story now counts as alerted."""
-    mark_story_alerted(store, row["match_id"])
+class DeliveryStop:
+    """Whether a signal asked the delivery to stop, and which (for the exit status 128 + signal)."""
+
+    signum: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+
+@contextmanager
+def stop_between_emails() -> Iterator[DeliveryStop]:
+    """SIGTERM or Ctrl-C during a delivery: the email being sent is finished and recorded, then
+    the delivery stops and the others wait for the next one; a second signal stops at once.
+    Killing mid-send is what risks a duplicate email; and after a crawl, Scrapy's handlers, left
+    installed with no reactor to run them, ignored both signals."""
+    stop = DeliveryStop()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stop.signum is not None:
+            raise SystemExit(128 + signum)
+        stop.signum = signum
+        sys.stderr.write("armswatch: stopping after the email being sent; the others wait for the next delivery\n")
+
+    previous = {number: signal.signal(number, on_signal) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def deliver_alerts(
@@ -136,20 +165,23 @@ def deliver_alerts(
     store: ArticleStore,
     now: datetime | None = None,
     alert_filter: AlertFilter | None = None,
+    stop_requested: Callable[[], bool] = lambda: False,
 ) -> DeliveryReport:
     """Send every pending alert that is due (instant now, digests at their time) and record the outcome.
 
     One delivery per database at a time (`<db>.alerts.lock`): a crawl's delivery and an
     `armswatch alerts send` started beside it must not both send the same pending rows.
+    `stop_requested` is asked before each email: the others wait for the next delivery.
     """
     if store.path == ":memory:":
-        return _deliver(config, store, now, alert_filter)
+        return _deliver(config, store, now, alert_filter, stop_requested)
     with ProcessLock(lock_path_for(store.path, ".alerts.lock"), wait=DELIVERY_LOCK_WAIT, what="alert delivery"):
-        return _deliver(config, store, now, alert_filter)
+        return _deliver(config, store, now, alert_filter, stop_requested)
 
 
 def _deliver(
-    config: Config, store: ArticleStore, now: datetime | None, alert_filter: AlertFilter | None
+    config: Config, store: ArticleStore, now: datetime | None, alert_filter: AlertFilter | None,
+    stop_requested: Callable[[], bool],
 ) -> DeliveryReport:
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
     settings = config.alerts
@@ -164,6 +196,8 @@ def _deliver(
     with _mailer(config) as mailer:
         report.destination = mailer.where
         for email in emails:
+            if stop_requested():
+                break
             fresh, stale = [], []
             for row in email.rows:
                 (fresh if keep(row, store) else stale).append(row)
@@ -177,9 +211,7 @@ def _deliver(
             email.rows = wanted
             if not email.rows and not email.notices and not email.updates:
                 continue
-            if _send(settings, store, mailer, email, now, crawl_time, report):
-                for row in email.rows:
-                    alert_sent(row, store)
+            _send(settings, store, mailer, email, now, crawl_time, report)
     report.waiting = store.pending_alert_count()
     return report
 
@@ -351,7 +383,9 @@ def _send(
         )
         return False
     digest = (email.mode, _iso(email.slot)) if email.slot is not None else None
-    store.mark_email_sent(email.address, outbox_ids, notice_ids, ident, _iso(now), digest)
+    # the stories of its alerts count as alerted in the same transaction as the rows sent
+    store.mark_email_sent(email.address, outbox_ids, notice_ids, ident, _iso(now), digest,
+                          alerted_match_ids=[r["match_id"] for r in email.rows])
     report.emails += 1
     report.alerts += len(outbox_ids)
     report.notices += len(notice_ids)

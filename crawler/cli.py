@@ -112,20 +112,23 @@ def crawl(config_path, feeds, sitemaps, pages, db, refresh, source_names, trigge
 
 def deliver_after_crawl(config: Config) -> None:
     """Instant alerts and due digests after a crawl; a delivery problem never changes the crawl's exit status."""
-    from crawler.alerts import deliver_alerts
+    from crawler.alerts import deliver_alerts, stop_between_emails
     from storage.store import ArticleStore
 
-    try:
-        with ArticleStore(config.crawl.db) as store:
-            report = deliver_alerts(config, store)
-    except Exception as exc:  # the crawl's data is safe in the outbox; `alerts send` retries
-        click.echo(f"armswatch: alerts not delivered: {type(exc).__name__}: {exc}", err=True)
-        return
+    with stop_between_emails() as stop:
+        try:
+            with ArticleStore(config.crawl.db) as store:
+                report = deliver_alerts(config, store, stop_requested=stop)
+        except Exception as exc:  # the crawl's data is safe in the outbox; `alerts send` retries
+            click.echo(f"armswatch: alerts not delivered: {type(exc).__name__}: {exc}", err=True)
+            return
     if report.emails or report.suppressed:
         for line in report.lines():
             click.echo(line)
     for line in report.failure_lines():
         click.echo(line, err=True)
+    if stop.signum is not None:
+        sys.exit(128 + stop.signum)
 
 
 @cli.command()
@@ -289,21 +292,24 @@ def alerts() -> None:
 @click.option("--db", help="SQLite database (default: the config's [crawl].db).")
 def alerts_send(config_path, db) -> None:
     """Send pending alerts that are due (instant ones, digests at their time); retry failed sends."""
-    from crawler.alerts import AlertConfigError, deliver_alerts, validate_alert_settings
+    from crawler.alerts import AlertConfigError, deliver_alerts, stop_between_emails, validate_alert_settings
     from crawler.locking import LockError
     from storage.store import ArticleStore
 
     config = resolve_config(config_path, db=db)
-    try:
-        validate_alert_settings(config.alerts)
-        with ArticleStore(config.crawl.db) as store:
-            report = deliver_alerts(config, store)
-    except (AlertConfigError, StoreError, LockError) as exc:
-        fail(str(exc))
+    with stop_between_emails() as stop:
+        try:
+            validate_alert_settings(config.alerts)
+            with ArticleStore(config.crawl.db) as store:
+                report = deliver_alerts(config, store, stop_requested=stop)
+        except (AlertConfigError, StoreError, LockError) as exc:
+            fail(str(exc))
     for line in report.lines():
         click.echo(line)
     for line in report.failure_lines():
         click.echo(line, err=True)
+    if stop.signum is not None:
+        sys.exit(128 + stop.signum)
     if not report.ok:
         sys.exit(1)
 

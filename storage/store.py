@@ -321,8 +321,23 @@ class ArticleStore:
         with self.transaction():
             ids = [row[0] for row in self.db.execute(sql, params).fetchall()]
             for run_id in ids:
-                self.db["crawl_runs"].update(run_id, {"ended_at": utc_now(), "exit_reason": exit_reason})
+                self.db["crawl_runs"].update(run_id, {**self._traces_of_run(run_id), "exit_reason": exit_reason})
         return ids
+
+    def _traces_of_run(self, run_id: int) -> dict[str, Any]:
+        """What a dead run left behind, for its row: articles and matches stored and errors recorded
+        before the next run started, and the time of its last write as its end (not the time its
+        row is closed, maybe hours later)."""
+        started = self.db.execute("select started_at from crawl_runs where id = ?", [run_id]).fetchone()[0]
+        following = self.db.execute("select min(started_at) from crawl_runs where id > ?", [run_id]).fetchone()[0]
+        window = [started, following or "9999"]
+        stored, last_article = self.db.execute(
+            "select count(*), max(fetched_at) from articles where fetched_at >= ? and fetched_at < ?", window
+        ).fetchone()
+        matches = self.db.execute("select count(*) from matches where matched_at >= ? and matched_at < ?", window).fetchone()[0]
+        errors, last_error = self.db.execute("select count(*), max(at) from fetch_errors where run_id = ?", [run_id]).fetchone()
+        return {"articles_stored": stored, "matches_new": matches, "errors": errors,
+                "ended_at": max(value for value in (started, last_article, last_error) if value)}
 
     # -- articles ---------------------------------------------------------------------
 
@@ -505,9 +520,15 @@ class ArticleStore:
         message_id: str,
         now: str,
         digest: tuple[str, str] | None = None,
+        alerted_match_ids: Iterable[int] = (),
     ) -> None:
-        """The server accepted the email: its rows are sent; `digest` = (mode, slot) it covered."""
+        """The server accepted the email: its rows are sent; `digest` = (mode, slot) it covered.
+
+        The stories of `alerted_match_ids` count as alerted in the same transaction: a crash
+        between the two would let a copy of an alerted story alert again."""
         with self.transaction():
+            for match_id in alerted_match_ids:
+                self.mark_story_alerted(match_id, now)
             for outbox_id in outbox_ids:
                 self.db.execute(
                     "update outbox set status = 'sent', sent_at = ?, message_id = ?, error = null,"

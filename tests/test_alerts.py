@@ -528,3 +528,77 @@ def test_a_digest_reader_gets_health_notices_with_the_digest_not_at_once(tmp_pat
     assert len(smtp.messages) == 1
     assert deliver_alerts(config, store, now=tomorrow_0830 + timedelta(days=1)).notices == 1
     assert "Dead Wire: recovered" in parts(smtp.messages[-1][1])[0]
+
+
+CRASH_AFTER_SENT = """
+import os, sys
+from storage.store import ArticleStore
+from tests.test_alerts import Recipient, deliver_alerts, make_config
+from pathlib import Path
+recorded = ArticleStore.mark_email_sent
+def record_then_die(self, *args, **kwargs):
+    recorded(self, *args, **kwargs)
+    os._exit(137)  # killed right after the email was recorded sent, as SIGKILL may
+ArticleStore.mark_email_sent = record_then_die
+config = make_config(Path(sys.argv[1]), Recipient("desk@example.org"), port=int(sys.argv[2]))
+with ArticleStore(Path(sys.argv[1]) / "alerts.db") as store:
+    deliver_alerts(config, store)
+"""
+
+
+def test_a_crash_right_after_an_email_is_recorded_sent_never_alerts_its_story_again(tmp_path, smtp):
+    import subprocess
+    import sys
+
+    from crawler.clustering import assign_story
+    from tests.conftest import ROOT
+
+    config = make_config(tmp_path, Recipient("desk@example.org"), port=smtp.port)
+    title = "Iran delivered hundreds of Shahed drones to Russia"
+    with ArticleStore(tmp_path / "alerts.db") as setup:
+        assign_story(setup, add_story(setup, config, title, "first"))
+    crashed = subprocess.run([sys.executable, "-c", CRASH_AFTER_SENT, str(tmp_path), str(smtp.port)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert crashed.returncode == 137, crashed.stderr[-2000:]
+    assert len(smtp.messages) == 1
+    with ArticleStore(tmp_path / "alerts.db") as store:  # a copy of the story arrives with the next crawl
+        assign_story(store, add_story(store, config, title, "copy", source="Other Wire"))
+        deliver_alerts(config, store)
+        assert [r["status"] for r in outbox(store)] == ["sent", "suppressed"]
+    assert len(smtp.messages) == 1
+
+
+def test_sigterm_during_a_delivery_finishes_the_email_being_sent_and_leaves_the_rest_for_later(tmp_path, store, smtp):
+    """A service manager's stop or a run timeout must not kill a send half-way (a duplicate next
+    time) nor be ignored: the email on the wire is finished and recorded, the others wait."""
+    import asyncio
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from tests.conftest import ROOT
+
+    accept, sending = smtp.handle_DATA, threading.Event()
+
+    async def slow_data(server, session, envelope):
+        sending.set()
+        await asyncio.sleep(2)
+        return await accept(server, session, envelope)
+
+    smtp.handle_DATA = slow_data
+    config_path = write_config(tmp_path, f'smtp_host = "127.0.0.1"\nsmtp_port = {smtp.port}\ntls = "none"\n'
+                                         'sender = "armswatch@example.org"\n\n[[alerts.recipients]]\naddress = "a@example.org"\n\n'
+                                         '[[alerts.recipients]]\naddress = "b@example.org"\n')
+    add_story(store, load_config(config_path), "Iran sends drones", "x")
+    delivery = subprocess.Popen([sys.executable, "-m", "crawler.cli", "alerts", "send", "--config", str(config_path)],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert sending.wait(60)
+    delivery.send_signal(signal.SIGTERM)
+    out, err = delivery.communicate(timeout=60)
+    assert delivery.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "stopping after the email being sent" in err
+    assert len(smtp.messages) == 1
+    assert sorted(r["status"] for r in outbox(store)) == ["pending", "sent"]
+    assert run_armswatch("alerts", "send", "--config", str(config_path)).returncode == 0
+    assert sorted(rcpts[0] for rcpts, _ in smtp.messages) == ["a@example.org", "b@example.org"]

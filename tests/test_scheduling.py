@@ -198,6 +198,25 @@ def test_killed_runs_left_running_are_closed(tmp_path):
     assert reasons == {dead: "killed", other: "timeout"} and ended == 2
 
 
+def test_a_killed_runs_row_says_what_it_stored_and_when_it_last_wrote(tmp_path):
+    """Not the time the next crawl found it dead, maybe hours later, and no empty counts."""
+    from crawler.items import Article, ProcessedArticle
+
+    with ArticleStore(tmp_path / "x.db") as store:
+        killed = store.start_run("cron", 1, pid=999_999)
+        for slug in ("one", "two"):
+            url = f"https://news.example.org/{slug}"
+            article = Article(url=url, canonical_url=url, title=slug, text=f"The {slug} story.", language="en")
+            store.save_article(ProcessedArticle(page_url=url, source="wire", article=article), lambda rule: [])
+        store.record_error(killed, "wire", "https://news.example.org/three", "timeout", "timed out")
+        last_write = store.query_one("select max(at) as t from fetch_errors")["t"]
+        time.sleep(1.1)  # the next crawl finds it later
+        store.abandon_runs("killed")
+        row = store.query_one("select * from crawl_runs where id = ?", [killed])
+    assert (row["articles_stored"], row["errors"], row["exit_reason"]) == (2, 1, "killed")
+    assert row["ended_at"] == last_write
+
+
 # -- cron citizen ----------------------------------------------------------------------------
 
 
