@@ -6,10 +6,14 @@ Users scan the health table for *why* a source failed; a short fixed vocabulary
 
 from __future__ import annotations
 
+import gzip
+import zlib
+
 from scrapy.exceptions import (
     CannotResolveHostError,
     DownloadCancelledError,
     DownloadConnectionRefusedError,
+    DownloadFailedError,
     DownloadTimeoutError,
     IgnoreRequest,
     ResponseDataLossError,
@@ -17,6 +21,7 @@ from scrapy.exceptions import (
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.internet.error import (
     ConnectError,
+    ConnectionDone,
     ConnectionLost,
     ConnectionRefusedError,
     DNSLookupError,
@@ -24,7 +29,7 @@ from twisted.internet.error import (
     TimeoutError,
 )
 from twisted.python.failure import Failure
-from twisted.web._newclient import ResponseFailed, ResponseNeverReceived
+from twisted.web._newclient import ParseError, ResponseFailed, ResponseNeverReceived
 
 from crawler.middlewares import ForbiddenUrl, RedirectLoop
 
@@ -65,12 +70,29 @@ def classify_failure(failure: Failure) -> tuple[str, str]:
             return "too large", f"{url}: {text[:300]}"
         return "ignored", f"{url}: {text or 'request ignored'}"
     if failure.check(DownloadCancelledError):
-        return "too large", f"download of {url} cancelled (size limit): {str(error)[:300]}"
-    if failure.check(ResponseNeverReceived, ResponseFailed, ConnectionLost, ResponseDataLossError):
+        return "too large", f"download of {url} cancelled: {str(error)[:300] or 'larger than the size limit'}"
+    if failure.check(ResponseNeverReceived, ResponseFailed, DownloadFailedError, ConnectionLost, ResponseDataLossError):
         text = repr(error)
         if "maxsize" in text.lower() or "cancelled" in text.lower():
-            return "too large", f"download of {url} cancelled (size limit): {text[:300]}"
+            return "too large", f"download of {url} cancelled: larger than the size limit ({text[:300]})"
+        reasons = _reasons(error)
+        if reasons and not any(isinstance(reason, (ConnectionDone, ConnectionLost)) for reason in reasons):
+            if any(isinstance(reason, (ParseError, ValueError)) for reason in reasons):
+                described = "; ".join(str(reason) or type(reason).__name__ for reason in reasons)
+                return "bad response", f"{url} answered with something that is not HTTP: {described[:300]}"
+        if reasons:
+            text = "; ".join(str(reason) or type(reason).__name__ for reason in reasons)
         return "connection lost", f"connection lost fetching {url}: {text[:300]}"
+    if failure.check(zlib.error, gzip.BadGzipFile):  # Content-Encoding: gzip or deflate over bytes that are neither
+        return "bad response", f"{url}: the body cannot be decompressed: {str(error)[:300]}"
     if failure.check(ConnectError):
         return "connect error", f"cannot connect to {url}: {error}"
     return type(error).__name__, f"{url}: {str(error)[:500]}"
+
+
+def _reasons(error: BaseException) -> list[BaseException]:
+    """What Twisted says went wrong inside a failed response (Scrapy >= 2.13 wraps the
+    ResponseFailed, whose reasons are failures: the connection closed, a status line unread)."""
+    failed = error if isinstance(error, (ResponseFailed, ResponseNeverReceived)) else error.__cause__
+    reasons = getattr(failed, "reasons", None) or []
+    return [getattr(reason, "value", reason) for reason in reasons]

@@ -65,6 +65,10 @@ class RedirectGuardMiddleware:
         target = urljoin(request.url, location.decode("latin-1").strip())
         if not is_fetchable_url(target):
             raise ForbiddenUrl(f"{request.url} redirects to {target}: only http(s) URLs are fetched")
+        parts = urlsplit(target)
+        if parts.username is not None or parts.password is not None:  # not the user's to send, nor ours to record
+            hidden = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+            raise ForbiddenUrl(f"{request.url} redirects to a URL carrying a user name and password: {hidden}")
         chain = [*request.meta.get("redirect_urls", ()), request.url]
         if target.split("#")[0] in chain:
             raise RedirectLoop(f"redirect loop: {' -> '.join([*chain, target])}")

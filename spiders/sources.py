@@ -239,6 +239,10 @@ class SourcesSpider(scrapy.Spider):
         if response.status >= 400:
             yield from self.document_error(response.request, f"HTTP {response.status}", f"HTTP {response.status} from {response.url}", response.status)
             return
+        encoding = undecoded_encoding(response)
+        if encoding:
+            yield from self.document_error(response.request, "bad response", _undecodable(response.url, encoding), response.status)
+            return
         stats.inc_value("armswatch/sources_fetched")
         if response.meta["conditional"]:
             body_hash = hashlib.sha256(response.body).hexdigest()
@@ -440,6 +444,10 @@ class SourcesSpider(scrapy.Spider):
         self.article_finished(response.request)
         source: Source = response.meta["source"]
         self.crawler.stats.inc_value("armswatch/pages_fetched")
+        encoding = undecoded_encoding(response)
+        if encoding:
+            self.note_error(source, response.url, "bad response", _undecodable(response.url, encoding))
+            return
         headers = {
             key.decode("latin-1").lower(): values[0].decode("latin-1")
             for key, values in response.headers.items()
@@ -569,3 +577,14 @@ def _text_of(response: Response) -> str | bytes:
         return response.text
     except AttributeError:
         return response.body
+
+
+def undecoded_encoding(response: Response) -> str | None:
+    """A Content-Encoding Scrapy could not undo (xz, an unknown name): the body is still encoded."""
+    value = response.headers.get(b"Content-Encoding")
+    encoding = value.decode("latin-1").strip().lower() if value else ""
+    return encoding if encoding and encoding != "identity" else None
+
+
+def _undecodable(url: str, encoding: str) -> str:
+    return f"{url} is served in a content encoding armswatch cannot read ({encoding})"

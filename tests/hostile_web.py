@@ -195,6 +195,16 @@ class HostileHandler(BaseHTTPRequestHandler):
             return self.send(410, b"gone")
         if path == "/malformed.xml":
             return self.send(200, b'<?xml version="1.0"?><rss><channel><title>broken</titl><item><link>', "application/rss+xml")
+        if path == "/garbage.xml":  # not HTTP at all
+            self.wfile.write(b"NONSENSE 12 what\r\n\r\n")
+            self.close_connection = True
+            return None
+        if path == "/xz.xml":  # an encoding no client of ours reads
+            return self.send(200, b"\xfd7zXZ\x00\x00 not really xz", "application/rss+xml", {"Content-Encoding": "xz"})
+        if path == "/bad-gzip.xml":
+            return self.send(200, b"this is not gzip data at all", "application/rss+xml", {"Content-Encoding": "gzip"})
+        if path == "/credentials.xml":
+            return self.send(302, b"", headers={"Location": f"http://reader:s3cretPW@{base.split('://', 1)[1]}/good.xml"})
         if path == "/html-as-feed.xml":
             return self.send(200, b"<html><body><h1>Not a feed</h1><p>Just a page.</p></body></html>", "application/rss+xml")
         if path == "/wrong-charset.xml":

@@ -38,6 +38,10 @@ HOSTILE_FEEDS = {
     "wrong-charset": ("/wrong-charset.xml", "feed"),
     "xxe": ("/xxe.xml", "feed"),
     "laughs": ("/laughs.xml", "feed"),
+    "garbage": ("/garbage.xml", "feed"),
+    "xz": ("/xz.xml", "feed"),
+    "bad-gzip": ("/bad-gzip.xml", "feed"),
+    "credentials": ("/credentials.xml", "feed"),
     "laughs-sitemap": ("/laughs-sitemap.xml", "sitemap"),
     "xxe-sitemap": ("/xxe-sitemap.xml", "sitemap"),
 }
@@ -108,12 +112,17 @@ def test_every_bad_source_has_a_health_row_naming_its_error(hostile_crawl):
         "malformed": "parse error",
         "html": "parse error",
         "refused": "refused",
+        "garbage": "bad response",
+        "xz": "bad response",
+        "bad-gzip": "bad response",
+        "credentials": "forbidden url",
     }
     for name, status in expected.items():
         assert health[name]["status"] == status, (name, health[name])
         assert health[name]["consecutive_failures"] == 1
         assert health[name]["error"]
     assert health["good"]["status"] == "ok"
+    assert "s3cretPW" not in health["credentials"]["error"]  # a password a redirect carried is not recorded
 
 
 def test_bad_article_pages_are_recorded_not_stored(hostile_crawl):

@@ -44,12 +44,16 @@ def rss(base: str, paths: list[str]) -> bytes:
 
 class ChangingHandler(SiteHandler):
     """Serves `server.pages`: path -> (status, body, content type); anything else is a 404.
-    Status 0 hangs (until the test ends) instead of answering; a 3xx body is its Location."""
+    Status 0 hangs (until the test ends) instead of answering, -1 closes the connection without
+    answering (a server restarting, an idle connection dropped); a 3xx body is its Location."""
 
     def send_head(self):  # type: ignore[override]
         status, body, content_type = self.server.pages.get(urlsplit(self.path).path, (404, b"not here", "text/plain"))
         if status == 0:
             self.server.released.wait(60)
+            return None
+        if status == -1:
+            self.close_connection = True
             return None
         self.send_response(status)
         if 300 <= status < 400:
@@ -143,8 +147,9 @@ def wire_with_a_failing_article(web, tmp_path, path: str, status: int) -> Path:
     return write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{web.base_url}/feed.xml"}])
 
 
-def test_an_article_that_failed_is_fetched_again_though_its_feed_has_not_changed(web, tmp_path):
-    config = wire_with_a_failing_article(web, tmp_path, "/a/flaky.html", 503)
+@pytest.mark.parametrize("status", [503, -1], ids=["503", "closed-without-answer"])
+def test_an_article_that_failed_is_fetched_again_though_its_feed_has_not_changed(web, tmp_path, status):
+    config = wire_with_a_failing_article(web, tmp_path, "/a/flaky.html", status)
     crawl(config)
     assert stored(tmp_path / "x.db") == {"/a/steady.html"}
 
