@@ -397,13 +397,13 @@ def extract_article(
         return _extract(html or b"", url, headers, entry)
     except Exception:  # a worker must survive any page; log it and keep what the feed said
         LOGGER.exception("extraction failed for %s", url)
-        return _from_entry_only(url, entry)
+        return entry_article(url, entry)
 
 
 def _extract(html: bytes, url: str, headers: Mapping[str, str] | None, entry: FeedEntry | None) -> Article | None:
     tree = _parse(html, headers)
     if tree is None:
-        return _from_entry_only(url, entry)
+        return entry_article(url, entry)
     meta = _meta_tags(tree)
     ld = _json_ld_article(_json_ld_objects(tree))
     titles = _title_candidates(tree, meta, ld)
@@ -441,7 +441,7 @@ def _extract(html: bytes, url: str, headers: Mapping[str, str] | None, entry: Fe
     )
 
 
-def _from_entry_only(url: str, entry: FeedEntry | None) -> Article | None:
+def entry_article(url: str, entry: FeedEntry | None) -> Article | None:
     """What the feed said, when the page itself cannot be read."""
     if entry is None or not (entry.summary or "").strip():
         return None

@@ -33,10 +33,11 @@ LOGGER = logging.getLogger(__name__)
 class ExtractionPipeline:
     """Hands each downloaded page to the worker pool and waits for the processed article."""
 
-    def __init__(self, workers: int, rule_specs: tuple[str, ...], crawler: Crawler):
+    def __init__(self, workers: int, rule_specs: tuple[str, ...], crawler: Crawler, time_limit: float | None = None):
         self.workers = workers or os.cpu_count() or 1
         self.rule_specs = rule_specs
         self.crawler = crawler
+        self.time_limit = time_limit  # seconds a worker may spend on one page
         self.pool: ProcessPoolExecutor | None = None
         self.started: Future | None = None
 
@@ -47,6 +48,7 @@ class ExtractionPipeline:
             settings.getint("ARMSWATCH_EXTRACTION_WORKERS", 0),
             tuple(settings.getlist("ARMSWATCH_RULES", list(DEFAULT_RULE_SETS))),
             crawler,
+            settings.getfloat("DOWNLOAD_TIMEOUT", 30.0),  # no page may cost the others more than a download may
         )
 
     def open_spider(self, spider: Spider | None = None) -> None:
@@ -58,7 +60,7 @@ class ExtractionPipeline:
     def new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             max_workers=self.workers, mp_context=extraction_context(), initializer=init_worker,
-            initargs=(self.rule_specs, os.getpid()),
+            initargs=(self.rule_specs, os.getpid(), self.time_limit),
         )
 
     def start_workers(self) -> Future:
@@ -183,7 +185,7 @@ class StoragePipeline:
             stats.inc_value("armswatch/errors")
             store.record_error(spider.run_id, item.source, item.page_url, "no article", item.error or "no article")
             if item.error != NO_ARTICLE_TEXT:  # a worker died or failed: the page may work next time
-                spider.retry_next_run(item.source)
+                spider.retry_failed_article(item.source, item.page_url)
             return False
         try:
             with store.transaction():  # the article and its story land together or not at all

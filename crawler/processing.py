@@ -9,8 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import select
+import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from crawler.items import PageItem, ProcessedArticle, text_hash
 from crawler.rules import DEFAULT_RULE_SETS, load_rules
@@ -21,12 +24,20 @@ NO_ARTICLE_TEXT = "no article text on the page or in the feed entry"  # the page
 
 _rules = None
 _rule_specs: tuple[str, ...] = ()
+_time_limit: float | None = None  # seconds one page may take; set in pool workers only
 
 
-def init_worker(rule_specs: tuple[str, ...], crawl_pid: int | None = None) -> None:
-    """Load the rule set once per worker process (or keep the one the forkserver preloaded), and
-    end the worker when the crawl process `crawl_pid` dies."""
-    global _rules, _rule_specs
+class ExtractionTooSlow(BaseException):
+    """A page took longer than the time limit. A BaseException: the `except Exception` of
+    trafilatura and of the extraction's own fallbacks must not swallow it and go on."""
+
+
+def init_worker(rule_specs: tuple[str, ...], crawl_pid: int | None = None, time_limit: float | None = None) -> None:
+    """Load the rule set once per worker process (or keep the one the forkserver preloaded), end
+    the worker when the crawl process `crawl_pid` dies, and stop any page after `time_limit` s."""
+    global _rules, _rule_specs, _time_limit
+    if time_limit is not None:
+        _time_limit = time_limit
     if crawl_pid is not None:
         threading.Thread(target=_exit_when_gone, args=(crawl_pid,), name="armswatch-crawl-watch", daemon=True).start()
     if _rules is not None and _rule_specs == tuple(rule_specs):
@@ -64,12 +75,22 @@ def worker_ready() -> bool:
 
 def process_page(page: PageItem, rule_specs: tuple[str, ...] = DEFAULT_RULE_SETS) -> ProcessedArticle:
     """PageItem -> ProcessedArticle; never raises (errors are returned, to be recorded)."""
-    from crawler.extraction import extract_article
+    from crawler.extraction import entry_article, extract_article
 
     try:
         if _rules is None:
             init_worker(rule_specs)
-        article = extract_article(page.body, page.final_url, page.headers, page.entry)
+        try:
+            with _stopped_after(_time_limit):
+                article = extract_article(page.body, page.final_url, page.headers, page.entry)
+        except ExtractionTooSlow:
+            # trafilatura slows down more than linearly on some pages (a paragraph of 100,000
+            # links took minutes and 700 MB); what the feed said is kept
+            logger.warning("extracting %s took over %s s: stopped", page.url, _time_limit)
+            article = entry_article(page.final_url, page.entry)
+            if article is None:
+                return ProcessedArticle(page.url, page.source, None, state_affiliated=page.state_affiliated,
+                                        error=f"extraction stopped after {_time_limit:g} s: the page is too complex")
         if article is None:
             return ProcessedArticle(page.url, page.source, None, error=NO_ARTICLE_TEXT,
                                     state_affiliated=page.state_affiliated)
@@ -87,6 +108,29 @@ def process_page(page: PageItem, rule_specs: tuple[str, ...] = DEFAULT_RULE_SETS
         logger.exception("processing %s failed", page.url)
         return ProcessedArticle(page.url, page.source, None, error=f"{type(exc).__name__}: {exc}",
                                 state_affiliated=page.state_affiliated)
+
+
+@contextmanager
+def _stopped_after(seconds: float | None) -> Iterator[None]:
+    """Raise ExtractionTooSlow in this (main) thread after `seconds`; nothing when None.
+
+    A page that takes the whole time holds one worker and, being counted among the pages
+    waiting for extraction, can hold back the crawl's downloads: no page may cost the others
+    more than a download's time limit."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def too_slow(signum: int, frame: object) -> None:
+        raise ExtractionTooSlow()
+
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _fingerprint(article, source: str):

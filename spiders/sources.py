@@ -471,8 +471,13 @@ class SourcesSpider(scrapy.Spider):
         error_class, message = classify_failure(failure)
         self.note_error(source, request.url, error_class, message)
         if error_class in PASSING_ERRORS or error_class.startswith("HTTP 5"):
-            if self.store.runs_failing(request.url) <= RETRY_RUNS:
-                self.retry_next_run(source.name)
+            self.retry_failed_article(source.name, request.url)
+
+    def retry_failed_article(self, source_name: str, url: str) -> None:
+        """An article failed in a way that may pass: retried next run, unless it has failed in
+        RETRY_RUNS runs already (then it no longer holds back its feed's 304)."""
+        if self.store.runs_failing(url) <= RETRY_RUNS:
+            self.retry_next_run(source_name)
 
     # -- health ------------------------------------------------------------------------------
 

@@ -368,3 +368,35 @@ def test_a_batch_the_database_refuses_shows_in_the_sources_health_and_is_fetched
     crawl(config)
     assert stored(db) == set(paths)
     assert health(db)["wire"]["status"] == "ok"
+
+
+def test_a_page_too_complex_to_extract_in_time_keeps_what_its_feed_said_and_holds_no_one_back(web, tmp_path):
+    """trafilatura slows down more than linearly on odd pages (100,000 links in one paragraph took
+    minutes and 700 MB): a page may take a worker no longer than a download may take."""
+    import time
+
+    b = web.base_url
+    links = "".join(f'<a href="/l/{k}.html">link {k}</a> ' for k in range(100_000))
+    odd = article("Odd").replace(b"</article>", f"<p>{links}</p></article>".encode())
+    items = "".join(
+        f"<item><title>{title}</title><link>{b}{path}</link>{summary}</item>"
+        for title, path, summary in [
+            ("Odd", "/a/odd.html", f"<description>{ARMS}</description>"),
+            ("Odder", "/a/odder.html", ""),
+            ("Plain", "/a/plain.html", ""),
+        ]
+    )
+    serve(web, "/feed.xml", f'<?xml version="1.0"?><rss version="2.0"><channel><title>W</title>{items}</channel></rss>'.encode())
+    serve(web, "/a/odd.html", odd, content_type="text/html")
+    serve(web, "/a/odder.html", odd.replace(b"Odd", b"Odder"), content_type="text/html")
+    serve(web, "/a/plain.html", article("Plain"), content_type="text/html")
+    config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}], download_timeout=3)
+    started = time.monotonic()
+    crawl(config)
+    assert time.monotonic() - started < 45  # unbounded, the two odd pages take a minute or more
+    db = tmp_path / "x.db"
+    assert stored(db) == {"/a/odd.html", "/a/plain.html"}
+    [odd_row] = rows(db, "select text, summary_only from articles where url like '%/a/odd.html'")
+    assert odd_row["summary_only"] and ARMS in odd_row["text"]
+    [error] = rows(db, "select * from fetch_errors where url like '%/a/odder.html'")
+    assert "extraction stopped after 3 s" in error["message"]
