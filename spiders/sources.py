@@ -380,14 +380,18 @@ class SourcesSpider(scrapy.Spider):
         When it leaves new articles behind, the source's validators are not kept, so that the
         next run reads it again and takes the next ones."""
         run = self.runs[source.name]
-        queued = 0
+        listed: list[tuple[FeedEntry, str, list[str]]] = []  # (entry, canonical URL, addresses it may be stored under)
         for entry in sorted(entries, key=lambda entry: newest_first_key(entry.published)):
             if not is_fetchable_url(entry.link):
                 self.crawler.stats.inc_value("armswatch/links_refused")
                 self.logger.info("%s: refused non-http(s) link %r", source.name, entry.link[:200])  # the feed's problem, not a failure
                 continue
             url = canonical_url(entry.link)
-            if not self.refresh and any(self.store.known_url(known) for known in (*address_variants(url), entry.link)):
+            listed.append((entry, url, [*address_variants(url), entry.link]))
+        known = set() if self.refresh else self.store.known_urls(address for *_, addresses in listed for address in addresses)
+        queued = 0
+        for entry, url, addresses in listed:
+            if known and not known.isdisjoint(addresses):
                 self.crawler.stats.inc_value("armswatch/links_known")
                 continue
             if not self.room_for_articles(source):
