@@ -22,6 +22,7 @@ from crawler.dates import moment_of, newest_first_key, plausible, utc_iso
 from crawler.items import FeedEntry
 
 MAX_SITEMAP_BYTES = 50_000_000  # the sitemap protocol's own limit for one uncompressed file
+MAX_SITEMAP_URLS = 50_000  # and for the URLs it lists: reading more would hold the crawl up for seconds
 GZIP_MAGIC = b"\x1f\x8b"
 # A month or day in a child sitemap's URL (sitemap-2026-11.xml, /2026/11/23/, ?yyyy=2026&mm=11 is
 # not read): the order of an index without <lastmod>
@@ -190,6 +191,9 @@ def parse_sitemap(body: bytes, base_url: str, since: datetime | None = None) -> 
                 span = date_span(fields.get("news/publication_date")) or date_span(fields.get("lastmod"))
                 if since and span and span[1] < since:
                     skipped += 1
+                elif len(entries) == MAX_SITEMAP_URLS:
+                    damage = f"more than {MAX_SITEMAP_URLS} URLs, the sitemap protocol's limit; the first {MAX_SITEMAP_URLS} read"
+                    break
                 else:
                     entries.append(
                         FeedEntry(link=_absolute(base_url, loc), title=fields.get("news/title"), published=_stored_date(span))

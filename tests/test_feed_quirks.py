@@ -198,3 +198,9 @@ def test_a_pager_without_rel_next_is_followed_in_the_languages_armswatch_reads(l
     )
     page = f'<html><body><main>{stories}</main><div class="pager"><a href="/news/?p=2">{label}</a></div></body></html>'
     assert parse_listing(page, "http://127.0.0.1:1/news/", None).next_page == "http://127.0.0.1:1/news/?p=2"
+
+
+def test_a_sitemap_over_the_protocols_50000_urls_is_read_to_the_limit_and_says_so():
+    urls = "".join(f"<url><loc>http://127.0.0.1:1/a/{i}.html</loc></url>" for i in range(50_001))
+    parsed = parse_sitemap(f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>'.encode(), BASE)
+    assert len(parsed.entries) == 50_000 and "50000 URLs" in parsed.damage
