@@ -76,6 +76,9 @@ def classify_failure(failure: Failure) -> tuple[str, str]:
         if "maxsize" in text.lower() or "cancelled" in text.lower():
             return "too large", f"download of {url} cancelled: larger than the size limit ({text[:300]})"
         reasons = _reasons(error)
+        if any(type(reason).__module__.startswith(("OpenSSL", "ssl")) for reason in reasons):
+            described = "; ".join(str(reason) or type(reason).__name__ for reason in reasons)
+            return "TLS error", f"TLS handshake with {url} failed: {described[:300]}"
         if reasons and not any(isinstance(reason, (ConnectionDone, ConnectionLost)) for reason in reasons):
             if any(isinstance(reason, (ParseError, ValueError)) for reason in reasons):
                 described = "; ".join(str(reason) or type(reason).__name__ for reason in reasons)

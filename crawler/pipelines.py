@@ -96,16 +96,57 @@ class ExtractionPipeline:
         if not self.started.done():
             await asyncio.wrap_future(self.started)
         for attempt in (1, 2):
+            pool = self.pool
             try:
-                future = self.pool.submit(process_page, item, self.rule_specs)
-                return await asyncio.wrap_future(future)
+                future = pool.submit(process_page, item, self.rule_specs)
+                if await self.stuck(future):
+                    # the worker's own limit went unheard: lxml holds the interpreter in C code
+                    LOGGER.warning("extracting %s took over %s s: its worker is replaced", item.url, self.hard_limit)
+                    self.replace_pool(pool, kill=True)
+                    return ProcessedArticle(item.url, item.source, None, state_affiliated=item.state_affiliated,
+                                            error=f"extraction stopped after {self.hard_limit:g} s: the page is too complex")
+                return future.result()
             except BrokenProcessPool as exc:
-                # a worker died (killed, out of memory, crashed in C code): start a new pool
-                # and try the page once more; a page that kills workers twice is recorded
-                self.pool.shutdown(wait=False, cancel_futures=True)
-                self.pool = self.new_pool()
+                # a worker died (killed, out of memory, crashed in C code, or replaced for a page
+                # that kept it too long): start a new pool and try the page once more; a page
+                # that kills workers twice is recorded
+                self.replace_pool(pool)
                 error = f"extraction worker died: {exc}"
         return ProcessedArticle(item.url, item.source, None, error=error, state_affiliated=item.state_affiliated)
+
+    @property
+    def hard_limit(self) -> float | None:
+        """Seconds after which a page's worker is killed: the worker stops a page itself at
+        time_limit, but only between Python steps."""
+        return 2 * self.time_limit + 5 if self.time_limit else None
+
+    async def stuck(self, future: Future) -> bool:
+        """Wait for the page; True if a worker has been on it longer than hard_limit."""
+        waiting = asyncio.wrap_future(future)
+        running_since = None
+        while True:
+            done, _ = await asyncio.wait({waiting}, timeout=1.0)
+            if done:
+                waiting.exception()  # read through `future`; not "never retrieved"
+                return False
+            if self.hard_limit is None:
+                continue
+            if running_since is None and future.running():  # handed to a worker (or next in line for one)
+                running_since = time.monotonic()
+            if running_since is not None and time.monotonic() - running_since > self.hard_limit:
+                waiting.cancel()  # its worker is about to be killed
+                return True
+
+    def replace_pool(self, pool: ProcessPoolExecutor, kill: bool = False) -> None:
+        """A new pool for the pages still to come, once per broken pool (several pages see it
+        break at once: the second must not shut down the pool the first has just started)."""
+        if self.pool is not pool:
+            return
+        if kill:  # its pages in flight fail with BrokenProcessPool and are tried once more
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = self.new_pool()
 
 
 class StoragePipeline:

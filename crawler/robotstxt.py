@@ -15,6 +15,7 @@ refused at once with that reason instead of each waiting for its own timeout. A 
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 from scrapy import Request
 from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware as ScrapyRobotsTxtMiddleware
@@ -62,8 +63,10 @@ class RobotsTxtMiddleware(ScrapyRobotsTxtMiddleware):
 
     def _robots_error(self, exc: Exception, netloc: str) -> None:
         if not isinstance(exc, IgnoreRequest):
-            error_class, _ = classify_failure(Failure(exc))
-            self._unreachable[netloc] = f"{UNREACHABLE} ({error_class}): robots.txt of {netloc}: {str(exc)[:200] or error_class}"
+            failure = Failure(exc)
+            failure.request = SimpleNamespace(url=f"robots.txt of {netloc}", meta={})  # what the message names
+            error_class, message = classify_failure(failure)
+            self._unreachable[netloc] = f"{UNREACHABLE} ({error_class}): {message}"
         super()._robots_error(exc, netloc)
     async def robot_parser(self, request: Request) -> RobotParser | None:
         pending = self._parsers.get(urlparse_cached(request).netloc)

@@ -400,3 +400,34 @@ def test_a_page_too_complex_to_extract_in_time_keeps_what_its_feed_said_and_hold
     assert odd_row["summary_only"] and ARMS in odd_row["text"]
     [error] = rows(db, "select * from fetch_errors where url like '%/a/odder.html'")
     assert "extraction stopped after 3 s" in error["message"]
+
+
+def test_a_worker_held_in_lxml_past_the_time_limit_is_replaced_and_the_crawl_goes_on(web, tmp_path):
+    """On this page (100,000 links after an article's comments) lxml keeps the interpreter in C
+    code for most of a minute, so the worker cannot stop itself: the crawl process kills it."""
+    import time
+
+    from tests.conftest import ROOT
+
+    b = web.base_url
+    page = (ROOT / "crawler/demo_site/articles/kndr-snariady-rosiia.html").read_text(encoding="utf-8").replace("{{BASE}}", b)
+    links = "".join(f'<a href="/l/{k}.html">link {k}</a> ' for k in range(100_000))
+    serve(web, "/a/heavy.html", page.replace("</article>", f"<p>One more paragraph.</p>{links}</article>", 1).encode(),
+          content_type="text/html; charset=utf-8")
+    serve(web, "/a/plain.html", article("Plain"), content_type="text/html")
+    serve(web, "/feed.xml", rss(b, ["/a/heavy.html", "/a/plain.html"]))
+    config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}], download_timeout=5)
+    started = time.monotonic()
+    crawl(config)
+    assert time.monotonic() - started < 40
+    db = tmp_path / "x.db"
+    assert stored(db) == {"/a/plain.html"}
+    [error] = rows(db, "select * from fetch_errors where url like '%/a/heavy.html'")
+    assert "extraction stopped after" in error["message"] and "too complex" in error["message"]
+
+
+def test_https_asked_of_a_plain_http_server_is_a_tls_error_not_a_lost_connection(web, tmp_path):
+    serve(web, "/feed.xml", rss(web.base_url, ["/a/one.html"]))
+    crawl(write_config(tmp_path / "c.toml", [{"name": "tls", "url": web.base_url.replace("http://", "https://") + "/feed.xml"}]))
+    state = health(tmp_path / "x.db")["tls"]
+    assert state["status"] == "TLS error" and "TLS handshake with" in state["error"] and "Failure" not in state["error"]
