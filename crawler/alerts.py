@@ -86,6 +86,7 @@ class DeliveryReport:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (address, error)
     destination: str | None = None
     new_notices: int = 0
+    stopped: bool = False  # a signal stopped the delivery before its last email
 
     @property
     def ok(self) -> bool:
@@ -103,7 +104,9 @@ class DeliveryReport:
             )
         if self.suppressed:
             out.append(f"alerts: {self.suppressed} suppressed (story already alerted)")
-        if self.waiting:
+        if self.waiting and self.stopped:
+            out.append(f"alerts: {self.waiting} left for the next delivery (stopped by a signal)")
+        elif self.waiting:
             out.append(f"alerts: {self.waiting} waiting for their digest or retry time")
         if not out and not self.failures:
             out.append("alerts: nothing due")
@@ -141,15 +144,15 @@ class DeliveryStop:
 @contextmanager
 def stop_between_emails() -> Iterator[DeliveryStop]:
     """SIGTERM or Ctrl-C during a delivery: the email being sent is finished and recorded, then
-    the delivery stops and the others wait for the next one; a second signal stops at once.
-    Killing mid-send is what risks a duplicate email; and after a crawl, Scrapy's handlers, left
-    installed with no reactor to run them, ignored both signals."""
+    the delivery stops and the others wait for the next one. A second signal changes nothing:
+    leaving mid-send is what makes a duplicate email (the server accepts it while the process
+    exits), and a send ends within the SMTP timeout anyway. After a crawl, Scrapy's handlers,
+    left installed with no reactor to run them, ignored both signals."""
     stop = DeliveryStop()
 
     def on_signal(signum: int, frame: object) -> None:
-        if stop.signum is not None:
-            raise SystemExit(128 + signum)
-        stop.signum = signum
+        if stop.signum is None:
+            stop.signum = signum
         sys.stderr.write("armswatch: stopping after the email being sent; the others wait for the next delivery\n")
 
     previous = {number: signal.signal(number, on_signal) for number in (signal.SIGTERM, signal.SIGINT)}
@@ -197,6 +200,7 @@ def _deliver(
         report.destination = mailer.where
         for email in emails:
             if stop_requested():
+                report.stopped = True
                 break
             fresh, stale = [], []
             for row in email.rows:

@@ -138,8 +138,8 @@ class SourcesSpider(scrapy.Spider):
             sources = self.armswatch_config.enabled_sources
             self.store.sync_sources(self.armswatch_config.sources)
             self.run_id = self.store.start_run(self.trigger, len(sources), os.getpid())
-        except (StoreError, sqlite3.Error) as exc:
-            self.store_error = f"{self.db_path}: database unusable: {exc}"
+        except (StoreError, sqlite3.Error) as exc:  # a StoreError names the database already
+            self.store_error = str(exc) if isinstance(exc, StoreError) else f"{self.db_path}: database unusable: {exc}"
             if self.store is not None:
                 self.store.close()
                 self.store = None

@@ -576,6 +576,7 @@ def test_sigterm_during_a_delivery_finishes_the_email_being_sent_and_leaves_the_
     import subprocess
     import sys
     import threading
+    import time
 
     from tests.conftest import ROOT
 
@@ -595,9 +596,12 @@ def test_sigterm_during_a_delivery_finishes_the_email_being_sent_and_leaves_the_
                                 cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert sending.wait(60)
     delivery.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    delivery.send_signal(signal.SIGINT)  # an impatient second signal must not leave mid-send either
     out, err = delivery.communicate(timeout=60)
     assert delivery.returncode == 128 + signal.SIGTERM, err[-2000:]
     assert "stopping after the email being sent" in err
+    assert "1 left for the next delivery (stopped by a signal)" in out
     assert len(smtp.messages) == 1
     assert sorted(r["status"] for r in outbox(store)) == ["pending", "sent"]
     assert run_armswatch("alerts", "send", "--config", str(config_path)).returncode == 0
