@@ -25,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from crawler.dates import moment_of
 from crawler.fingerprints import (
     Fingerprint,
     fingerprint,
@@ -131,15 +132,8 @@ def seen_time(published: str | None, fetched_at: str | None) -> datetime:
 
 
 def _parse(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    moment = moment_of(value)
+    return moment.astimezone(timezone.utc) if moment else None
 
 
 def _iso(moment: datetime) -> str:
