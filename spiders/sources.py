@@ -565,7 +565,7 @@ class SourcesSpider(scrapy.Spider):
                 continue
             error_class, message = run.problems[0]
             more = len(run.problems) - 1
-            error = message + (f" (and {more} more failed document{'s' if more > 1 else ''})" if more else "")
+            error = message + (f" (and {more} more problem{'s' if more > 1 else ''} this run)" if more else "")
             failed = run.items_seen == 0
             self.store.record_source_problems(
                 name, status=error_class if failed else "partial", error=error, failed=failed, before=run.before,

@@ -363,6 +363,7 @@ def test_a_batch_the_database_refuses_shows_in_the_sources_health_and_is_fetched
     assert stored(db) == set()
     state = health(db)["wire"]
     assert state["status"] == "partial" and "database refused a batch of 3 articles" in state["error"]
+    assert state["error"].endswith("(and 2 more problems this run)")  # articles, not "failed documents"
     assert len(rows(db, "select * from fetch_errors where error_class = 'storage'")) == 3
     refuse(db, "drop trigger full")
     crawl(config)
