@@ -472,10 +472,19 @@ class SourcesSpider(scrapy.Spider):
         request = failure.request
         self.article_finished(request)
         source: Source = request.meta["source"]
-        error_class, message = classify_failure(failure)
+        error_class, message = self.described(failure)
         self.note_error(source, request.url, error_class, message)
         if error_class in PASSING_ERRORS or error_class.startswith("HTTP 5"):
             self.retry_failed_article(source.name, request.url)
+
+    def described(self, failure: Failure) -> tuple[str, str]:
+        """classify_failure's class and message, with the size limit a "too large" download hit."""
+        error_class, message = classify_failure(failure)
+        if error_class == "too large":
+            request = failure.request
+            limit = request.meta.get("download_maxsize") or self.crawler.settings.getint("DOWNLOAD_MAXSIZE")
+            message += f" (limit {limit:,} bytes)"
+        return error_class, message
 
     def retry_failed_article(self, source_name: str, url: str) -> None:
         """An article failed in a way that may pass: retried next run, unless it has failed in
@@ -499,7 +508,7 @@ class SourcesSpider(scrapy.Spider):
         )
 
     def document_failed(self, failure: Failure) -> Iterable[Request]:
-        error_class, message = classify_failure(failure)
+        error_class, message = self.described(failure)
         return list(self.document_error(failure.request, error_class, message, None))
 
     def document_error(self, request: Request, error_class: str, message: str, http_status: int | None) -> Iterable[Request]:

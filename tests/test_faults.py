@@ -136,7 +136,7 @@ def test_bad_article_pages_are_recorded_not_stored(hostile_crawl):
     assert errors["error.html"]["error_class"] == "HTTP 500"
     assert errors["hang.html"]["error_class"] == "timeout"
     assert errors["secret.html"]["error_class"] == "robots denied"
-    assert errors["huge.html"]["error_class"] == "too large"
+    assert errors["huge.html"]["error_class"] == "too large" and "(limit 5,000,000 bytes)" in errors["huge.html"]["message"]
     assert errors["bomb.html"]["error_class"] == "too large"
     assert errors["reset.html"]["error_class"] == "connection lost"
     assert errors["empty.html"]["error_class"] == "no article"
