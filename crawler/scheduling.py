@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from types import FrameType
 
+from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -256,6 +257,7 @@ class CrawlScheduler:
                 "misfire_grace_time": max(1, int(config.schedule.misfire_grace_time)),
             }
         )
+        self.scheduler.add_listener(self.missed, EVENT_JOB_MISSED)
 
     # signals ----------------------------------------------------------------------------------
 
@@ -326,6 +328,15 @@ class CrawlScheduler:
                 if name not in self.pending:
                     self.pending.append(name)
             self.wakeup.notify_all()
+
+    def missed(self, event: JobExecutionEvent) -> None:
+        """A slot missed by more than misfire_grace_time (the machine asleep, a clock jump) is
+        skipped; said, since a daily source then waits a whole day."""
+        names = next((self.groups[key] for key in self.groups if _job_id(key) == event.job_id), (event.job_id,))
+        logger.warning(
+            "%s: the run due at %s was missed by more than misfire_grace_time and is skipped; the next is at its next slot",
+            ", ".join(names), f"{event.scheduled_run_time.astimezone():%Y-%m-%d %H:%M %Z}",
+        )
 
     def sync_jobs(self, health: dict[str, dict]) -> None:
         """One job per trigger group: add new groups, drop empty ones, keep the rest's timing."""

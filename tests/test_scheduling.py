@@ -381,3 +381,27 @@ def test_run_killed_by_timeout_leaves_a_consistent_database_the_next_run_complet
     assert urls == ["coree-obus.html", "harvest-report.html", "iran-drones.html", "museo-apertura.html"]
     assert rows(db, "pragma integrity_check") == [{"integrity_check": "ok"}]
     assert rows(db, "select count(*) as n from articles_fts")[0]["n"] == 4
+
+
+def test_a_slot_missed_while_the_machine_slept_is_said_not_silently_skipped(tmp_path, caplog):
+    from datetime import timedelta, timezone
+
+    from crawler.scheduling import CrawlScheduler, _job_id
+
+    config = Config(path=str(tmp_path / "x.toml"), sources=(Source("daily", "http://a.example/feed", cron="30 6 * * *"),))
+    scheduler = CrawlScheduler(config)
+    key = ("cron", "30 6 * * *")
+    scheduler.groups = {key: ("daily",)}
+    scheduler.scheduler.start()
+    try:
+        with caplog.at_level("WARNING", logger="crawler.scheduling"):
+            scheduler.scheduler.add_job(scheduler.due, "date", run_date=datetime.now(timezone.utc) - timedelta(hours=3),
+                                        args=[key], id=_job_id(key), misfire_grace_time=600)
+            for _ in range(50):
+                if "was missed" in caplog.text:
+                    break
+                time.sleep(0.1)
+    finally:
+        scheduler.scheduler.shutdown(wait=False)
+    assert "daily: the run due at" in caplog.text and "was missed by more than misfire_grace_time" in caplog.text
+    assert scheduler.pending == []  # skipped, as documented, not run late
