@@ -364,8 +364,8 @@ def _send(
     now: datetime,
     crawl_time: str | None,
     report: DeliveryReport,
-) -> bool:
-    """Send one email and record the server's answer; True when it was accepted."""
+) -> None:
+    """Send one email and record the server's answer (accepted: its rows sent, its stories alerted)."""
     outbox_ids = [r["outbox_id"] for r in email.rows + email.updates]
     notice_ids = [n["notice_id"] for n in email.notices]
     ident = message_id(settings, outbox_ids, notice_ids)
@@ -385,7 +385,7 @@ def _send(
         report.given_up += store.mark_email_failed(
             email.address, outbox_ids, notice_ids, str(exc), _retry_policy(settings, now)
         )
-        return False
+        return
     digest = (email.mode, _iso(email.slot)) if email.slot is not None else None
     # the stories of its alerts count as alerted in the same transaction as the rows sent
     store.mark_email_sent(email.address, outbox_ids, notice_ids, ident, _iso(now), digest,
@@ -395,7 +395,6 @@ def _send(
     report.notices += len(notice_ids)
     if isinstance(mailer, EmlMailer):
         report.files.append(where)
-    return True
 
 
 def _retry_policy(settings: AlertSettings, now: datetime) -> Callable[[int], str | None]:

@@ -76,16 +76,13 @@ def classify_failure(failure: Failure) -> tuple[str, str]:
         if "maxsize" in text.lower() or "cancelled" in text.lower():
             return "too large", f"download of {url} cancelled: larger than the size limit ({text[:300]})"
         reasons = _reasons(error)
+        described = "; ".join(str(reason) or type(reason).__name__ for reason in reasons)[:300] or text[:300]
         if any(type(reason).__module__.startswith(("OpenSSL", "ssl")) for reason in reasons):
-            described = "; ".join(str(reason) or type(reason).__name__ for reason in reasons)
-            return "TLS error", f"TLS handshake with {url} failed: {described[:300]}"
-        if reasons and not any(isinstance(reason, (ConnectionDone, ConnectionLost)) for reason in reasons):
-            if any(isinstance(reason, (ParseError, ValueError)) for reason in reasons):
-                described = "; ".join(str(reason) or type(reason).__name__ for reason in reasons)
-                return "bad response", f"{url} answered with something that is not HTTP: {described[:300]}"
-        if reasons:
-            text = "; ".join(str(reason) or type(reason).__name__ for reason in reasons)
-        return "connection lost", f"connection lost fetching {url}: {text[:300]}"
+            return "TLS error", f"TLS handshake with {url} failed: {described}"
+        closed = any(isinstance(reason, (ConnectionDone, ConnectionLost)) for reason in reasons)
+        if not closed and any(isinstance(reason, (ParseError, ValueError)) for reason in reasons):
+            return "bad response", f"{url} answered with something that is not HTTP: {described}"
+        return "connection lost", f"connection lost fetching {url}: {described}"
     if failure.check(zlib.error, gzip.BadGzipFile):  # Content-Encoding: gzip or deflate over bytes that are neither
         return "bad response", f"{url}: the body cannot be decompressed: {str(error)[:300]}"
     if failure.check(ConnectError):

@@ -123,14 +123,16 @@ class ExtractionPipeline:
     async def stuck(self, future: Future) -> bool:
         """Wait for the page; True if a worker has been on it longer than hard_limit."""
         waiting = asyncio.wrap_future(future)
+        if self.hard_limit is None:
+            await asyncio.wait({waiting})
+            waiting.exception()  # read through `future`; not "never retrieved"
+            return False
         running_since = None
         while True:
             done, _ = await asyncio.wait({waiting}, timeout=1.0)
             if done:
-                waiting.exception()  # read through `future`; not "never retrieved"
+                waiting.exception()
                 return False
-            if self.hard_limit is None:
-                continue
             if running_since is None and future.running():  # handed to a worker (or next in line for one)
                 running_since = time.monotonic()
             if running_since is not None and time.monotonic() - running_since > self.hard_limit:

@@ -86,8 +86,7 @@ def check_source(source: Source, user_agent: str, timeout: float = 15.0, stale_d
         parsed = True
     except Exception as exc:  # any parse failure is a verdict, not a crash
         return SourceCheck(source.name, source.url, str(status), False, 0, None, "empty", f"cannot parse: {exc}"[:200])
-    dates = sorted((d for d in (getattr(e, "published", None) for e in entries) if d), key=newest_first_key)
-    newest = dates[0] if dates else None
+    newest = min((d for d in (getattr(e, "published", None) for e in entries) if d), key=newest_first_key, default=None)
     if not entries:
         verdict = "empty"
     elif newest and _older_than(newest, stale_days):

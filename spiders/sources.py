@@ -387,11 +387,11 @@ class SourcesSpider(scrapy.Spider):
                 self.logger.info("%s: refused non-http(s) link %r", source.name, entry.link[:200])  # the feed's problem, not a failure
                 continue
             url = canonical_url(entry.link)
-            listed.append((entry, url, [*address_variants(url), entry.link]))
-        known = set() if self.refresh else self.store.known_urls(address for *_, addresses in listed for address in addresses)
+            listed.append((entry, url, [] if self.refresh else [*address_variants(url), entry.link]))
+        known = self.store.known_urls(address for *_, addresses in listed for address in addresses)  # none when refreshing
         queued = 0
         for entry, url, addresses in listed:
-            if known and not known.isdisjoint(addresses):
+            if not known.isdisjoint(addresses):
                 self.crawler.stats.inc_value("armswatch/links_known")
                 continue
             if not self.room_for_articles(source):

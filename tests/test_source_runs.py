@@ -309,13 +309,19 @@ def test_an_article_that_fails_every_run_stops_holding_back_its_feeds_304(web, t
     assert health(tmp_path / "x.db")["wire"]["status"] == "unchanged"
 
 
+def crawled_wire_of_one_article(web, tmp_path, path: str) -> Path:
+    """A feed "wire" listing one article at `path`, crawled once; its config."""
+    serve(web, "/feed.xml", rss(web.base_url, [path]))
+    serve(web, path, article(path), content_type="text/html")
+    config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{web.base_url}/feed.xml"}])
+    crawl(config)
+    return config
+
+
 def test_an_article_relisted_over_https_or_with_www_is_not_fetched_again(web, tmp_path):
     """A site that moves to https relists every article under a new URL: the same page, not news."""
     b = web.base_url
-    serve(web, "/feed.xml", rss(b, ["/a/story.html"]))
-    serve(web, "/a/story.html", article("Story"), content_type="text/html")
-    config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}])
-    crawl(config)
+    config = crawled_wire_of_one_article(web, tmp_path, "/a/story.html")
     port = urlsplit(b).port
     relisted = rss("", [f"https://127.0.0.1:{port}/a/story.html", f"http://www.127.0.0.1:{port}/a/story.html",
                         f"https://www.127.0.0.1:{port}/a/story.html/"])
@@ -335,10 +341,7 @@ def refuse(db: Path, trigger: str) -> None:
 
 def test_a_database_that_refuses_this_runs_row_fails_the_crawl_instead_of_reporting_the_last_one(web, tmp_path):
     b = web.base_url
-    serve(web, "/feed.xml", rss(b, ["/a/one.html"]))
-    serve(web, "/a/one.html", article("One"), content_type="text/html")
-    config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}])
-    crawl(config)
+    config = crawled_wire_of_one_article(web, tmp_path, "/a/one.html")
     refuse(tmp_path / "x.db", "create trigger quota before insert on crawl_runs begin select raise(abort, 'disk quota exceeded'); end")
     serve(web, "/feed.xml", rss(b, ["/a/one.html", "/a/two.html"]))
     result = run_armswatch("crawl", "--config", str(config))
