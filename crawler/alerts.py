@@ -26,7 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crawler.clustering import also_reported, story_already_alerted
-from crawler.config import AlertSettings, Config, Recipient
+from crawler.config import AlertSettings, Config, Recipient, is_email_address
 from crawler.email_render import build_message, notice_from_row, render_alert, render_test, story_from_row
 from crawler.locking import ProcessLock, lock_path_for
 from crawler.mailer import DeliveryError, EmlMailer, SmtpMailer
@@ -324,6 +324,8 @@ def check_source_health(config: Config, store: ArticleStore, now: datetime) -> i
 
 def send_test_message(config: Config, to: str | None = None) -> list[tuple[str, str]]:
     """Send (or write) a test message to `to` or every configured recipient; return (address, where)."""
+    if to is not None and not is_email_address(to):
+        raise AlertConfigError(f"--to {to!r} is not an email address")
     addresses = [to] if to else list(dict.fromkeys(r.address for r in config.alerts.recipients))
     if not addresses:
         raise AlertConfigError("no recipient: pass --to ADDRESS or add [[alerts.recipients]] to the config")

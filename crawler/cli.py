@@ -13,11 +13,18 @@ from pathlib import Path
 import click
 
 from crawler.config import Config, ConfigError, Source, config_from_sources, default_sources_path, load_config
+from crawler.safe_text import shown
 from storage.store import StoreError
 
 
+def echo(text: object = "", err: bool = False, nl: bool = True) -> None:
+    """Print what may quote the web (a title, a server's answer, a URL): its control characters
+    are shown as escapes, not obeyed by the terminal (crawler.safe_text)."""
+    click.echo(shown(text), err=err, nl=nl)
+
+
 def fail(message: str, code: int = 2) -> None:
-    click.echo(f"armswatch: error: {message}", err=True)
+    echo(f"armswatch: error: {message}", err=True)
     sys.exit(code)
 
 
@@ -41,10 +48,11 @@ def resolve_config(config_path: str | None, feeds=(), sitemaps=(), pages=(), db:
     adhoc: list[Source] = []
     for kind, urls in (("feed", feeds), ("sitemap", sitemaps), ("page", pages)):
         for url in urls:
-            from crawler.urls import is_fetchable_url
+            from crawler.urls import url_problem, without_password
 
-            if not is_fetchable_url(url):
-                fail(f"--{kind} {url!r}: only absolute http(s) URLs can be crawled")
+            problem = url_problem(url)
+            if problem:
+                fail(f"--{kind} {without_password(url)!r} cannot be crawled: {problem}")
             adhoc.append(Source(name=url, url=url, type=kind))
     if adhoc:
         config = config_from_sources(list(config.sources) + adhoc, db=db, base=config)
@@ -104,7 +112,7 @@ def crawl(config_path, feeds, sitemaps, pages, db, refresh, source_names, trigge
         fail(str(exc), code=75)  # EX_TEMPFAIL: try again later
     except (LockError, StoreError) as exc:
         fail(str(exc))
-    click.echo(summary.one_line(config.crawl.db))
+    echo(summary.one_line(config.crawl.db))
     deliver_after_crawl(config)
     if not summary.completed:
         sys.exit(1)
@@ -120,13 +128,13 @@ def deliver_after_crawl(config: Config) -> None:
             with ArticleStore(config.crawl.db) as store:
                 report = deliver_alerts(config, store, stop_requested=stop)
         except Exception as exc:  # the crawl's data is safe in the outbox; `alerts send` retries
-            click.echo(f"armswatch: alerts not delivered: {type(exc).__name__}: {exc}", err=True)
+            echo(f"armswatch: alerts not delivered: {type(exc).__name__}: {exc}", err=True)
             return
     if report.emails or report.suppressed:
         for line in report.lines():
-            click.echo(line)
+            echo(line)
     for line in report.failure_lines():
-        click.echo(line, err=True)
+        echo(line, err=True)
     if stop.signum is not None:
         sys.exit(128 + stop.signum)
 
@@ -172,7 +180,7 @@ def extract(file_or_url: str, as_json: bool) -> None:
     article = extract_article(body, url, headers)
     if article is None:
         fail(f"{file_or_url}: no article text found", code=1)
-    click.echo(article_report(article, as_json))
+    echo(article_report(article, as_json))
 
 
 @cli.command()
@@ -195,7 +203,7 @@ def match(file, rule_specs, as_json: bool) -> None:
         article = extract_article(data, f"file://{getattr(file, 'name', 'stdin')}")
         if article is not None:
             title, text, language = article.title, article.text, article.language
-    click.echo(format_matches(rules.match(title, text, language), as_json))
+    echo(format_matches(rules.match(title, text, language), as_json))
 
 
 @cli.command()
@@ -208,10 +216,10 @@ def rematch(config_path, db, rule_names) -> None:
 
     config = resolve_config(config_path, db=db) if config_path else config_from_sources([], db=db or "armswatch.db")
     try:
-        added, removed = rematch_store(config, rule_names, echo=click.echo)
+        added, removed = rematch_store(config, rule_names, echo=echo)
     except StoreError as exc:
         fail(str(exc))
-    click.echo(f"rematch: {added} matches added, {removed} removed")
+    echo(f"rematch: {added} matches added, {removed} removed")
 
 
 @cli.group(invoke_without_command=True)
@@ -225,7 +233,7 @@ def sources(ctx, config_path, db) -> None:
         from crawler.health import health_table
 
         config = resolve_config(config_path, db=db)
-        click.echo(health_table(config.crawl.db))
+        echo(health_table(config.crawl.db))
 
 
 @sources.command("check")
@@ -238,7 +246,7 @@ def sources_check(ctx, timeout: float, stale_days: float) -> None:
 
     config = resolve_config(ctx.obj["config_path"], db=ctx.obj["db"])
     results = check_sources(config.enabled_sources, config.crawl.user_agent, timeout, stale_days)
-    click.echo(check_table(results))
+    echo(check_table(results))
 
 
 @sources.command("import")
@@ -257,11 +265,11 @@ def sources_import(ctx, opml_file: str, config_path: str | None) -> None:
     except ConfigError as exc:
         fail(str(exc))
     for url, reason in result.skipped:
-        click.echo(f"# skipped {url}: {reason}", err=True)
+        echo(f"# skipped {url}: {reason}", err=True)
     if config_path:
-        click.echo(f"armswatch: {len(result.added)} feeds added to {config_path}, {len(result.skipped)} skipped")
+        echo(f"armswatch: {len(result.added)} feeds added to {config_path}, {len(result.skipped)} skipped")
     else:
-        click.echo(result.toml, nl=False)
+        echo(result.toml, nl=False)
 
 
 @cli.command()
@@ -275,9 +283,9 @@ def browse(config_path, db, host, port) -> None:
 
     db = db or (resolve_config(config_path).crawl.db if config_path else "armswatch.db")
     if not is_loopback(host):
-        click.echo(f"armswatch: warning: serving on {host} makes the archive readable by anyone who can reach it", err=True)
+        echo(f"armswatch: warning: serving on {host} makes the archive readable by anyone who can reach it", err=True)
     try:
-        serve(db, host=host, port=port, echo=click.echo)
+        serve(db, host=host, port=port, echo=echo)
     except (FileNotFoundError, StoreError) as exc:
         fail(str(exc))
 
@@ -305,9 +313,9 @@ def alerts_send(config_path, db) -> None:
         except (AlertConfigError, StoreError, LockError) as exc:
             fail(str(exc))
     for line in report.lines():
-        click.echo(line)
+        echo(line)
     for line in report.failure_lines():
-        click.echo(line, err=True)
+        echo(line, err=True)
     if stop.signum is not None:
         sys.exit(128 + stop.signum)
     if not report.ok:
@@ -331,7 +339,7 @@ def alerts_test(config_path, to) -> None:
         fail(f"test message not delivered: {exc}", code=1)
     for address, place in places:
         verb = "sent via" if place.startswith("smtp://") else "written to"
-        click.echo(f"alerts: test message to {address} {verb} {place}")
+        echo(f"alerts: test message to {address} {verb} {place}")
 
 
 @cli.command()
@@ -348,12 +356,12 @@ def stories(config_path, db, limit, assign) -> None:
     try:
         with ArticleStore(config.crawl.db) as store:
             if assign:
-                click.echo(f"stories: {assign_unassigned(store)} articles assigned")
+                echo(f"stories: {assign_unassigned(store)} articles assigned")
             for row in recent_stories(store, limit):
                 alerted = " alerted" if row["alerted_at"] else ""
-                click.echo(f"#{row['id']} {row['first_seen']} {counted(row['article_count'], 'article')},"
+                echo(f"#{row['id']} {row['first_seen']} {counted(row['article_count'], 'article')},"
                            f" {counted(row['source_count'], 'source')} [{', '.join(row['languages'])}]{alerted}:"
-                           f" {row['headline']}")
+                           f" {shown(row['headline'] or '', inline=True)}")
     except StoreError as exc:
         fail(str(exc))
 

@@ -14,6 +14,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from crawler.safe_text import shown
+
+def is_email_address(text: str) -> bool:
+    """Good enough to try: an @, and no line break or control character to forge a header with."""
+    return isinstance(text, str) and "@" in text and shown(text, inline=True) == text
+
+
 SOURCE_TYPES = ("feed", "sitemap", "page", "homepage")
 DEFAULT_USER_AGENT = "armswatch/0.1 (+https://github.com/armswatch/armswatch; news monitoring)"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -326,10 +333,15 @@ class _Validator:
             raise self.error("[crawl]: user_agent must not be empty (sites ask a crawler to say who it is)", "user_agent", None, after)
 
     def check_source(self, source: Source, where: str, after: int) -> None:
-        from crawler.urls import is_fetchable_url
+        if not str(source.name).strip() or shown(source.name, inline=True) != source.name:  # it is printed in tables
+            raise self.error(f"{where}: name must be one line without control characters, got {source.name!r}",
+                             "name", None, after)
+        from crawler.urls import url_problem, without_password
 
-        if not is_fetchable_url(source.url):
-            raise self.error(f"{where}: url must be an absolute http(s) URL, got {source.url!r}", "url", None, after)
+        problem = url_problem(source.url)
+        if problem:
+            got = without_password(source.url) if isinstance(source.url, str) else source.url
+            raise self.error(f"{where}: url {got!r} cannot be crawled: {problem}", "url", None, after)
         if source.type not in SOURCE_TYPES:
             raise self.error(f"{where}: type must be one of {', '.join(SOURCE_TYPES)}, got {source.type!r}", "type", None, after)
         if source.language is not None and not re.fullmatch(r"[a-z]{2}", source.language):
@@ -354,8 +366,8 @@ class _Validator:
         for index, raw in enumerate(raw_recipients):
             start = headers[index] - 1 if index < len(headers) else after
             recipient = self.build(Recipient, raw, f"[[alerts.recipients]] #{index + 1}", start)
-            if "@" not in recipient.address:
-                raise self.error(f"recipient address {recipient.address!r} is not an email address", "address", None, start)
+            if not is_email_address(recipient.address):
+                raise self.error(f"recipient address {recipient.address!r} is not an email address (an @, and no line break or control character)", "address", None, start)
             if recipient.mode not in ("instant", "hourly", "daily", "weekly"):
                 raise self.error(f"recipient mode must be instant, hourly, daily or weekly, got {recipient.mode!r}", "mode", None, start)
             recipients.append(recipient)

@@ -13,7 +13,6 @@ import logging
 import re
 import unicodedata
 import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import asdict
 from functools import lru_cache
@@ -33,10 +32,12 @@ from trafilatura.utils import repair_faulty_html
 
 from crawler.cleaning import clean_text, normalize_space, prune_boilerplate
 from crawler.dates import plausible_iso
+from crawler.direct_fetch import fetch
 from crawler.encoding import decode_html
 from crawler.items import Article, FeedEntry
 from crawler.language_model import install as install_language_model
 from crawler.language_model import share_language_model
+from crawler.safe_text import one_line, without_controls
 from crawler.trafilatura_xpaths import install as install_xpath_matchers
 from crawler.urls import canonical_url
 
@@ -462,6 +463,11 @@ def entry_article(url: str, entry: FeedEntry | None) -> Article | None:
 
 
 def _article(**fields: object) -> Article:
+    """The Article as stored: its one-line fields and its text without control or bidi-override
+    characters, whichever part of the page or the feed they came from (crawler.safe_text)."""
+    for name in ("title", "author", "site_name"):
+        fields[name] = one_line(fields[name]) or None  # type: ignore[arg-type]
+    fields["text"] = without_controls(fields["text"])  # type: ignore[arg-type]
     missing = tuple(
         name for name in ("title", "author", "published", "language", "text") if not fields.get(name)
     )
@@ -499,15 +505,11 @@ def load_source(file_or_url: str) -> tuple[bytes, str, dict]:
     """
     scheme = urlsplit(file_or_url).scheme.lower()
     if scheme in ("http", "https"):
-        request = urllib.request.Request(file_or_url, headers={"User-Agent": "armswatch (extract command)"})
         try:
-            with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:  # noqa: S310 (scheme checked)
-                body = response.read(FETCH_MAX_BYTES + 1)
-                headers = {k.lower(): v for k, v in response.headers.items()}
-                final_url = response.geturl()
+            fetched = fetch(file_or_url, "armswatch (extract command)", FETCH_TIMEOUT, FETCH_MAX_BYTES)
         except (urllib.error.URLError, TimeoutError, OSError, ValueError) as err:
             raise ValueError(f"could not download {file_or_url}: {err}") from err
-        return body[:FETCH_MAX_BYTES], final_url, headers
+        return fetched.body, fetched.url, fetched.headers
     if scheme and len(scheme) > 1:  # "c:" is a Windows drive, not a scheme
         raise ValueError(f"{file_or_url}: only local files and http(s) URLs can be extracted")
     path = Path(file_or_url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from crawler.safe_text import shown
 from storage.store import ArticleStore
 
 COLUMNS = [
@@ -43,4 +44,4 @@ def _cell(value: object, key: str) -> str:
         return "-"
     if key in TIMES:  # "2026-12-02T05:01:20+00:00" -> "2026-12-02 05:01Z": times are stored in UTC
         return str(value)[:16].replace("T", " ") + "Z"
-    return str(value).replace("\n", " ")
+    return shown(value, inline=True)  # before any cut to width: a source's text must not rewrite the table

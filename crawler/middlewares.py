@@ -16,7 +16,7 @@ from scrapy.downloadermiddlewares.redirect import MetaRefreshMiddleware
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import HtmlResponse, Response
 
-from crawler.urls import is_fetchable_url, is_private_address
+from crawler.urls import is_fetchable_url, is_private_address, url_problem, without_password
 
 
 class ForbiddenUrl(IgnoreRequest):
@@ -63,12 +63,9 @@ class RedirectGuardMiddleware:
         if not 300 <= response.status < 400 or not location:
             return response
         target = urljoin(request.url, location.decode("latin-1").strip())
-        if not is_fetchable_url(target):
-            raise ForbiddenUrl(f"{request.url} redirects to {target}: only http(s) URLs are fetched")
-        parts = urlsplit(target)
-        if parts.username is not None or parts.password is not None:  # not the user's to send, nor ours to record
-            hidden = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
-            raise ForbiddenUrl(f"{request.url} redirects to a URL carrying a user name and password: {hidden}")
+        problem = url_problem(target)
+        if problem:  # a password the redirect carried is not the user's to send, nor ours to record
+            raise ForbiddenUrl(f"{request.url} redirects to {without_password(target)}: {problem}")
         chain = [*request.meta.get("redirect_urls", ()), request.url]
         if target.split("#")[0] in chain:
             raise RedirectLoop(f"redirect loop: {' -> '.join([*chain, target])}")

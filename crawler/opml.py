@@ -18,7 +18,8 @@ from pathlib import Path
 from lxml import etree
 
 from crawler.config import ConfigError, load_config
-from crawler.urls import is_fetchable_url
+from crawler.safe_text import one_line
+from crawler.urls import url_problem, without_password
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 FEED_TYPES = {"rss", "atom", "feed"}
@@ -56,7 +57,7 @@ def parse_opml(data: bytes) -> list[OpmlFeed]:
     def walk(element: etree._Element, folders: tuple[str, ...]) -> None:
         for outline in element.iterchildren("outline"):
             attributes = {name.lower(): value for name, value in outline.attrib.items()}
-            label = (attributes.get("title") or attributes.get("text") or "").strip()
+            label = one_line(attributes.get("title") or attributes.get("text") or "")  # an OPML title is the web's text too
             typed_feed = attributes.get("type", "").lower() in FEED_TYPES
             is_feed = "xmlurl" in attributes or typed_feed
             url = (attributes.get("xmlurl") or "").strip()
@@ -102,8 +103,9 @@ def import_opml(opml_path: str | Path, config_path: str | Path | None = None) ->
         if not feed.url:
             skipped.append((feed.name or "(an outline without a name)", "a feed outline without xmlUrl"))
             continue
-        if not is_fetchable_url(feed.url):
-            skipped.append((feed.url, "not an http(s) URL"))
+        problem = url_problem(feed.url)
+        if problem:
+            skipped.append((without_password(feed.url), problem))
             continue
         if feed.url in listed:
             skipped.append((feed.url, "listed twice in the file"))

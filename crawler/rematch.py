@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from crawler.config import Config
+from crawler.safe_text import shown
 from storage.store import ArticleStore
 
 READ_BATCH = 200  # articles read at a time: the whole archive's texts would not fit in memory
@@ -26,7 +27,7 @@ def rematch_store(config: Config, only_rules: Sequence[str] = (), echo: Callable
             matches = [m for m in rules.match(row["title"], row["text"] or "", row["language"]) if m.rule in rule_names]
             added, removed = store.replace_matches(row["id"], rule_names, matches)
             if added or removed:
-                echo(f"  article {row['id']}: +{added} -{removed}  {row['title']}")
+                echo(f"  article {row['id']}: +{added} -{removed}  {shown(row['title'] or '', inline=True)}")
             added_total += added
             removed_total += removed
     return added_total, removed_total

@@ -47,6 +47,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from crawler.config import Config, ConfigError, Source, load_config
 from crawler.locking import LockError, scheduler_lock
 from crawler.polling import PollResult, format_duration, next_interval, on_ladder
+from crawler.safe_text import show_logs_safely
 from storage.store import ArticleStore, StoreError
 
 logger = logging.getLogger("armswatch.schedule")
@@ -524,5 +525,6 @@ def run_scheduler(config: Config, max_runs: int | None = None, until: float | No
         logging.basicConfig(
             level=logging.INFO, stream=sys.stderr, format="%(asctime)s armswatch schedule: %(message)s"
         )
+    show_logs_safely()  # its lines name sources and quote their errors
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     return CrawlScheduler(config, max_runs=max_runs, until=until).run()

@@ -9,14 +9,15 @@ not a crawl.
 from __future__ import annotations
 
 import urllib.error
-import urllib.request
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from crawler import direct_fetch
 from crawler.config import Source
 from crawler.dates import newest_first_key
+from crawler.safe_text import shown
 from crawler.urls import is_fetchable_url
 
 BLOCKED_STATUSES = {401, 403, 407, 429, 451}
@@ -35,25 +36,9 @@ class SourceCheck:
     detail: str = ""
 
 
-class _SafeRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects only to http(s) URLs (urllib would also follow ftp://)."""
-
-    max_redirections = 5
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[override]
-        if not is_fetchable_url(newurl):
-            raise urllib.error.HTTPError(req.full_url, code, f"redirect to a non-http(s) URL refused: {newurl}", headers, fp)
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
 def fetch(url: str, user_agent: str, timeout: float) -> tuple[int, bytes]:
-    if not is_fetchable_url(url):
-        raise ValueError(f"not an http(s) URL: {url}")
-    opener = urllib.request.build_opener(_SafeRedirects)
-    request = urllib.request.Request(url, headers={"User-Agent": user_agent, "Accept-Encoding": "identity"})
-    with opener.open(request, timeout=timeout) as response:
-        body = response.read(MAX_BYTES + 1)
-        return response.status, body[:MAX_BYTES]
+    fetched = direct_fetch.fetch(url, user_agent, timeout, MAX_BYTES)
+    return fetched.status, fetched.body
 
 
 def entries_of(source: Source, body: bytes) -> list:
@@ -115,7 +100,10 @@ def check_sources(sources: Iterable[Source], user_agent: str, timeout: float = 1
 def check_table(results: list[SourceCheck]) -> str:
     header = ("source", "status", "parsed", "items", "newest item", "verdict")
     rows = [
-        (r.name, r.status, "yes" if r.parsed else "no", str(r.items), (r.newest or "-")[:19], r.verdict + (f" ({r.detail})" if r.detail and r.verdict != "ok" else ""))
+        tuple(shown(cell, inline=True) for cell in (  # before any cut to width: a server's words must not rewrite the table
+            r.name, r.status, "yes" if r.parsed else "no", str(r.items), (r.newest or "-")[:19],
+            r.verdict + (f" ({r.detail})" if r.detail and r.verdict != "ok" else ""),
+        ))
         for r in results
     ]
     widths = [min(max(len(h), *(len(row[i]) for row in rows)) if rows else len(h), 48) for i, h in enumerate(header)]

@@ -15,18 +15,41 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import courlan
 
+# what no URL holds: a browser drops tabs and line breaks from one, not these
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
-def is_fetchable_url(url: str | None) -> bool:
-    """Only absolute http(s) URLs with a host and a valid port are ever fetched (no file:, data:,
-    javascript:, nor a port such as 99999 that Scrapy would refuse mid-crawl)."""
+
+def url_problem(url: str | None) -> str | None:
+    """Why a URL is never fetched, or None. Only absolute http(s) URLs with a host and a valid
+    port are (no file:, data:, javascript:, nor a port such as 99999 that Scrapy would refuse
+    mid-crawl), and none carrying a user name or password: the URL names its source in the
+    health table, the log and Datasette, which would show the password to all who read them."""
     if not url or not isinstance(url, str):
-        return False
+        return "no URL"
     try:
         parts = urlsplit(url.strip())
         parts.port  # noqa: B018  raises ValueError when out of range or not a number
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "not an absolute http(s) URL"
+    if parts.username is not None or parts.password is not None:
+        return "it carries a user name or password"
+    if _CONTROL_CHARACTER.search(url):
+        return "it holds control characters"
+    return None
+
+
+def is_fetchable_url(url: str | None) -> bool:
+    return url_problem(url) is None
+
+
+def without_password(url: str) -> str:
+    """The URL to show in a message: any user name and password replaced by ***."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
 # Parameters that only say how a reader arrived (campaigns, click ids, share widgets)

@@ -37,6 +37,7 @@ from crawler.config import Config, Source, load_config
 from crawler.dates import newest_first_key
 from crawler.errors import classify_failure
 from crawler.items import FeedEntry, PageItem
+from crawler.safe_text import show_logs_safely
 from crawler.urls import address_variants, canonical_url, is_fetchable_url
 from spiders.discovery import announced_feeds, common_feed_urls
 from spiders.feeds import FeedParseError, parse_feed
@@ -133,6 +134,7 @@ class SourcesSpider(scrapy.Spider):
     def on_opened(self, spider: scrapy.Spider) -> None:
         """Open the database and start this run's row; if it cannot be written (locked by another
         writer, read-only), nothing is crawled and `store_error` says why (Scrapy would only log it)."""
+        show_logs_safely()  # warnings quote URLs and server answers; Scrapy's log handler is in place by now
         try:
             self.store = ArticleStore(self.db_path)
             sources = self.armswatch_config.enabled_sources

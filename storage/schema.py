@@ -315,6 +315,23 @@ def _compact_story_keys(db: sqlite_utils.Database) -> None:
         db.execute(statement)  # statements, not a script: a script would commit the migration's transaction
 
 
+def _web_text_on_one_line(db: sqlite_utils.Database) -> None:
+    """Titles, site names, authors and headlines stored before they were cleaned on the way in
+    (crawler.safe_text) lose their control characters: one NUL in a title made the Atom feed of
+    matches fail for every subscriber, and an escape sequence took over the terminal of
+    `armswatch stories`. One pass over these short columns; a title changed is re-indexed."""
+    from crawler.safe_text import one_line
+
+    for table, columns in (("articles", ("title", "site_name", "author")), ("stories", ("headline",))):
+        if table not in db.table_names():
+            continue
+        for row_id, *values in db.execute(f"select id, {', '.join(columns)} from {table}").fetchall():
+            cleaned = [one_line(value) if isinstance(value, str) else value for value in values]
+            if cleaned != values:
+                assignments = ", ".join(f"{column} = ?" for column in columns)
+                db.execute(f"update {table} set {assignments} where id = ?", [*cleaned, row_id])
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _initial),
     ("0002_articles_fts", _full_text_search),
@@ -323,6 +340,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0005_stories", _stories),
     ("0006_full_text_follows_text_only", _full_text_follows_text_only),
     ("0007_compact_story_keys", _compact_story_keys),
+    ("0008_web_text_on_one_line", _web_text_on_one_line),
 ]
 
 

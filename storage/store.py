@@ -20,6 +20,7 @@ from typing import Any
 import sqlite_utils
 
 from crawler.items import Match, ProcessedArticle, text_hash
+from crawler.safe_text import shown
 from storage.schema import migrate
 
 BUSY_TIMEOUT_MS = 30_000
@@ -220,7 +221,7 @@ class ArticleStore:
                 "last_success": now if ok else (current[1] if current else None),
                 "status": status,
                 "http_status": http_status,
-                "error": error,
+                "error": None if error is None else shown(error),
                 "consecutive_failures": failures,
                 "items_seen": items_seen,
                 "items_new": items_new,
@@ -236,6 +237,7 @@ class ArticleStore:
         """The first document of a source was read, further ones (child sitemaps, listing pages,
         announced feeds) failed or came damaged. `failed`: the run got no item from the source,
         so it counts as a failed run after all; `before` is what record_source_result returned."""
+        error = shown(error)
         with self.transaction():
             if failed:
                 self.db.execute(
@@ -297,8 +299,8 @@ class ArticleStore:
     def record_error(self, run_id: int | None, source: str | None, url: str, error_class: str, message: str) -> None:
         with self.transaction():
             self.db["fetch_errors"].insert(
-                {"run_id": run_id, "source": source, "url": url, "error_class": error_class,
-                 "message": message[:2000], "at": utc_now()}
+                {"run_id": run_id, "source": source, "url": shown(url), "error_class": error_class,
+                 "message": shown(message)[:2000], "at": utc_now()}
             )
 
     def runs_failing(self, url: str) -> int:

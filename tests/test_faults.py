@@ -416,7 +416,12 @@ def test_every_alert_is_delivered_once_when_the_mail_server_comes_back(tmp_path,
         ("missing file", None, "config file not found"),
         ("TOML syntax error", '[crawl]\ndb = "x.db\n', ":2: TOML syntax error"),
         ("unknown key", '[crawl]\ndb = "x.db"\nconcurency = 3\n', ":3: unknown key 'concurency'"),
-        ("bad URL", '[crawl]\ndb = "x.db"\n\n[[sources]]\nname = "a"\nurl = "file:///etc/passwd"\n', ":6: [[sources]] #1: url must be"),
+        ("bad URL", '[crawl]\ndb = "x.db"\n\n[[sources]]\nname = "a"\nurl = "file:///etc/passwd"\n',
+         ":6: [[sources]] #1: url 'file:///etc/passwd' cannot be crawled: not an absolute http(s) URL"),
+        ("password in URL", '[crawl]\ndb = "x.db"\n\n[[sources]]\nname = "a"\nurl = "http://ann:s3cret@127.0.0.1:9/feed"\n',
+         ":6: [[sources]] #1: url 'http://***@127.0.0.1:9/feed' cannot be crawled: it carries a user name or password"),
+        ("control characters in a name", '[crawl]\ndb = "x.db"\n\n[[sources]]\nname = "Good\\rEvil"\nurl = "http://127.0.0.1:9/feed"\n',
+         ":5: [[sources]] #1: name must be one line without control characters, got 'Good\\rEvil'"),
         ("no concurrency", '[crawl]\ndb = "x.db"\nconcurrency_per_domain = 0\n', ":3: [crawl]: concurrency_per_domain must be at least 1"),
         ("negative timeout", '[crawl]\ndb = "x.db"\n\ndownload_timeout = -5\n', ":4: [crawl]: download_timeout must be more than 0"),
         ("no size limit", '[crawl]\nmax_page_bytes = 0\ndb = "x.db"\n', ":2: [crawl]: max_page_bytes must be more than 0"),
@@ -437,4 +442,5 @@ def test_config_faults_name_file_and_line_and_write_nothing(tmp_path, name, text
     if name == "unknown concept":
         assert "unknown concept 'no_such_concept'" in result.stderr
     assert str(config) in result.stderr or "bad-rules.toml" in result.stderr
+    assert "s3cret" not in result.stderr
     assert not (tmp_path / "x.db").exists()
