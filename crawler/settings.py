@@ -15,6 +15,11 @@ ROBOTSTXT_OBEY = True
 USER_AGENT = "armswatch/0.1 (+https://github.com/armswatch/armswatch; news monitoring)"
 CONCURRENT_REQUESTS = 32
 CONCURRENT_REQUESTS_PER_DOMAIN = 2
+# Scrapy's global limit also counts the requests that wait for their host's robots.txt, so each
+# dead host holds two of its places for a whole timeout: with 32, some 16 dead hosts among hundreds
+# of sources stopped every download. The spider raises it to two per source host, up to this many
+# downloads at once (what they hold in memory is bounded by it too).
+MAX_CONCURRENT_REQUESTS = 256
 # items handled at once per response: an article page yields one, and Scrapy starts this many
 # tasks for every response whatever it yields (100 by default)
 CONCURRENT_ITEMS = 8
@@ -37,6 +42,20 @@ DOWNLOAD_WARNSIZE = 2_000_000
 REDIRECT_MAX_TIMES = 5
 RETRY_ENABLED = True
 RETRY_TIMES = 1
+# Scrapy's list without its timeout: a host that did not answer within DOWNLOAD_TIMEOUT is not
+# asked again in the run (its source's next run, and the article retries, ask again). A retry
+# doubled the time each dead host held its download places.
+RETRY_EXCEPTIONS = [
+    "scrapy.exceptions.CannotResolveHostError",
+    "scrapy.exceptions.DownloadConnectionRefusedError",
+    "scrapy.exceptions.DownloadFailedError",
+    "scrapy.exceptions.ResponseDataLossError",
+    "twisted.internet.error.ConnectionDone",
+    "twisted.internet.error.ConnectError",
+    "twisted.internet.error.ConnectionLost",
+    OSError,  # Scrapy's HttpCompression middleware raises it on an empty compressed body
+    "scrapy.core.downloader.handlers.http11.TunnelError",
+]
 # not 429: a server that says "too many requests" is not asked again within the run (it is the
 # next run's, its validators unsaved), and its Retry-After is never shorter than Scrapy's retry
 RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408]

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 import scrapy
 from scrapy import Request
@@ -121,7 +122,11 @@ class SourcesSpider(scrapy.Spider):
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> SourcesSpider:
         spider = super().from_crawler(crawler, *args, **kwargs)
-        per_site = crawler.settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN")
+        hosts = {urlsplit(source.url).netloc for source in spider.armswatch_config.enabled_sources}
+        settings = crawler.settings
+        slots = max(settings.getint("CONCURRENT_REQUESTS"), min(settings.getint("MAX_CONCURRENT_REQUESTS"), 2 * len(hosts)))
+        settings.set("CONCURRENT_REQUESTS", slots, priority="spider")  # see MAX_CONCURRENT_REQUESTS
+        per_site = settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN")
         spider.frontier = ArticleFrontier(AHEAD_PER_CONCURRENT_REQUEST * max(1, per_site))
         crawler.signals.connect(spider.on_opened, signal=scrapy.signals.spider_opened)
         crawler.signals.connect(spider.on_closed, signal=scrapy.signals.spider_closed)

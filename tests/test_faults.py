@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from crawler.demo_server import SiteHandler, SiteServer
 from tests.conftest import ROOT, free_port, rows as query, run_armswatch
 from tests.hostile_web import GOOD_ARTICLES, PASSWD_MARKER, HostileServer, article_html
 
@@ -405,6 +406,78 @@ def test_every_alert_is_delivered_once_when_the_mail_server_comes_back(tmp_path,
     for supplier in ["Iran", "North Korea", "Belarus"]:
         assert body.count(f"{supplier} delivers weapons to Russia") == 1
     assert store.query("select count(*) as n from outbox where status = 'sent'")[0]["n"] == 3
+
+
+# -- dead hosts among many sources ------------------------------------------------------------
+
+
+class Tarpit:
+    """Listening sockets on many loopback addresses that accept connections and never answer."""
+
+    def __init__(self, hosts: int):
+        self.sockets = []
+        for i in range(1, hosts + 1):
+            sock = socket.socket()
+            sock.bind((f"127.0.1.{i}", 0))
+            sock.listen(16)
+            sock.setblocking(False)
+            self.sockets.append(sock)
+        self.accepted: dict[str, list[float]] = {}  # host -> when each connection came
+        self.held: list[socket.socket] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"http://{host}:{port}/feed.xml" for host, port in (s.getsockname() for s in self.sockets)]
+
+    def serve(self) -> None:
+        while not self.stop.is_set():
+            for sock in self.sockets:
+                try:
+                    conn, _ = sock.accept()
+                except BlockingIOError:
+                    continue
+                self.held.append(conn)
+                self.accepted.setdefault(sock.getsockname()[0], []).append(time.monotonic())
+            time.sleep(0.01)
+
+    def __enter__(self) -> Tarpit:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        for sock in self.sockets + self.held:
+            sock.close()
+
+
+class TimedSiteHandler(SiteHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        self.server.times.setdefault(self.path, time.monotonic())  # type: ignore[attr-defined]
+        super().do_GET()
+
+
+def test_twenty_dead_hosts_do_not_hold_up_a_healthy_source(tmp_path):
+    """Each dead host holds a download place for a timeout, and is asked once: the healthy
+    source listed after them is fetched at once, not when their timeouts run out."""
+    timeout = 6
+    with Tarpit(20) as tarpit, SiteServer(ROOT / "tests" / "fixtures" / "site", handler=TimedSiteHandler) as site:
+        site.httpd.times = {}  # type: ignore[attr-defined]
+        sources = [(f"dead {i}", url) for i, url in enumerate(tarpit.urls, 1)] + [("healthy", f"{site.base_url}/feed.xml")]
+        config = tmp_path / "armswatch.toml"
+        config.write_text(f'[crawl]\ndb = "x.db"\ndownload_timeout = {timeout}\n\n' + "".join(
+            f'[[sources]]\nname = "{name}"\nurl = "{url}"\n\n' for name, url in sources))
+        result = run_armswatch("crawl", "--config", str(config), timeout=120)
+        assert result.returncode == 0, result.stderr
+        first_contact = min(times[0] for times in tarpit.accepted.values())
+        assert site.httpd.times["/feed.xml"] - first_contact < timeout / 2  # type: ignore[attr-defined]
+        assert {host: len(times) for host, times in tarpit.accepted.items()} == {
+            f"127.0.1.{i}": 1 for i in range(1, 21)}  # robots.txt, not retried; the feed not asked without it
+    health = {row["source"]: row for row in query(tmp_path / "x.db", "select * from source_health")}
+    assert health["healthy"]["status"] == "ok" and health["healthy"]["items_new"] > 0
+    assert {health[f"dead {i}"]["status"] for i in range(1, 21)} == {"timeout"}
 
 
 # -- config faults --------------------------------------------------------------------
