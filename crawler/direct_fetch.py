@@ -3,11 +3,15 @@ spot (`armswatch extract URL`, `armswatch sources check`).
 
 The crawl's rules hold here too: only http(s) is fetched, and so only http(s) redirects are
 followed (urllib alone would follow one to ftp://, sending a login to whatever answers);
-the time and the size of a download are bounded.
+the time and the size of a download are bounded, the time for the whole answer (a server
+that drips a byte a second never trips a timeout that bounds each read).
 """
 
 from __future__ import annotations
 
+import http.client
+import socket
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -32,14 +36,70 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
+class _Deadline:
+    """Shuts the connections of one fetch when it has taken `seconds` in all: urllib's timeout
+    bounds each read, and a server that sends a byte a second never trips it."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.sockets: list[socket.socket] = []
+        self.passed = False
+        self.timer = threading.Timer(seconds, self.expire)
+        self.timer.daemon = True
+
+    def expire(self) -> None:
+        self.passed = True
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
+            except OSError:
+                pass
+
+    def handlers(self) -> list[urllib.request.BaseHandler]:
+        """urllib's http and https handlers, their connections known to this deadline."""
+        deadline = self
+
+        class Connection(http.client.HTTPConnection):
+            def connect(self) -> None:
+                super().connect()
+                deadline.sockets.append(self.sock)
+
+        class SecureConnection(http.client.HTTPSConnection):
+            def connect(self) -> None:
+                super().connect()
+                deadline.sockets.append(self.sock)
+
+        class Handler(urllib.request.HTTPHandler):
+            def http_open(self, req):  # type: ignore[override]
+                return self.do_open(Connection, req)
+
+        class SecureHandler(urllib.request.HTTPSHandler):
+            def https_open(self, req):  # type: ignore[override]
+                return self.do_open(SecureConnection, req, context=self._context)
+
+        return [Handler(), SecureHandler()]
+
+
 def fetch(url: str, user_agent: str, timeout: float, max_bytes: int) -> Fetched:
-    """The URL's answer. Raises ValueError for a URL that is not fetched at all, and urllib's
-    errors (HTTPError for a status of 400 or more, URLError, OSError, TimeoutError) otherwise."""
+    """The URL's answer, whole within `timeout` seconds. Raises ValueError for a URL that is not
+    fetched at all, TimeoutError, and urllib's errors (HTTPError for a status of 400 or more,
+    URLError, OSError) otherwise."""
     if not is_fetchable_url(url):
         raise ValueError(f"not an http(s) URL: {url}")
-    opener = urllib.request.build_opener(_HttpOnlyRedirects)
+    deadline = _Deadline(timeout)
+    opener = urllib.request.build_opener(_HttpOnlyRedirects, *deadline.handlers())
     request = urllib.request.Request(url, headers={"User-Agent": user_agent, "Accept-Encoding": "identity"})
-    with opener.open(request, timeout=timeout) as response:
-        body = response.read(max_bytes + 1)
-        headers = {name.lower(): value for name, value in response.headers.items()}
-        return Fetched(response.status, body[:max_bytes], response.geturl(), headers)
+    deadline.timer.start()
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            body = response.read(max_bytes + 1)
+            headers = {name.lower(): value for name, value in response.headers.items()}
+            if deadline.passed:  # what came before the cut is not the answer
+                raise TimeoutError
+            return Fetched(response.status, body[:max_bytes], response.geturl(), headers)
+    except Exception as exc:
+        if deadline.passed:
+            raise TimeoutError(f"no whole answer within {timeout:g} s from {url}") from exc
+        raise
+    finally:
+        deadline.timer.cancel()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from http.server import SimpleHTTPRequestHandler
@@ -92,3 +93,37 @@ def test_check_reads_sitemaps_and_section_pages_with_the_crawl_parsers(site, tmp
     verdicts = {line.split()[0]: line for line in result.stdout.splitlines()[1:-1]}
     assert "cannot parse" not in result.stdout
     assert "empty" not in verdicts["news-sitemap"] and "empty" not in verdicts["world-section"]
+
+
+class DripHandler(CheckHandler):
+    """A server that answers, then sends its feed one byte every half second: each read is
+    quick, the whole answer would take minutes."""
+
+    def do_GET(self):
+        body = rss(datetime.now(timezone.utc))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/rss+xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for byte in body:
+            try:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+            except OSError:
+                return
+            time.sleep(0.5)
+
+
+def test_check_and_extract_give_up_on_a_dripping_server_after_their_timeout(tmp_path):
+    with SiteServer(FIXTURES, handler=DripHandler) as server:
+        config = tmp_path / "c.toml"
+        config.write_text(f'[[sources]]\nname = "drip"\nurl = "{server.base_url}/feed.xml"\n')
+        started = time.monotonic()
+        check = run_armswatch("sources", "--config", str(config), "check", "--timeout", "2", timeout=60)
+        checked_in = time.monotonic() - started
+        extract = run_armswatch("extract", f"{server.base_url}/feed.xml", timeout=60)  # its limit: 20 s
+    assert check.returncode == 0, check.stderr
+    assert checked_in < 20
+    drip = check.stdout.splitlines()[1]
+    assert "unreachable" in drip and "no whole answer within 2 s" in drip
+    assert extract.returncode == 2 and "no whole answer within" in extract.stderr
