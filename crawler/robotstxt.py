@@ -30,17 +30,20 @@ from twisted.python.failure import Failure
 from crawler.errors import UNREACHABLE, classify_failure
 
 
-class _WithoutTraceback(logging.Filter):
-    """Scrapy logs a robots.txt that failed to download with its traceback, some 30 lines a host
-    that cron mails every run; the one-line message says what happened."""
+class _OneInfoLine(logging.Filter):
+    """Scrapy logs a robots.txt that failed to download as an error with its traceback, some 30
+    lines a host that cron mails every run, though the source's own warning already says it (in
+    crawler.errors' words): here it is one line at INFO, seen with --verbose."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.exc_info = None
         record.exc_text = None
+        if record.levelno > logging.INFO:
+            record.levelno, record.levelname = logging.INFO, "INFO"
         return True
 
 
-logging.getLogger("scrapy.downloadermiddlewares.robotstxt").addFilter(_WithoutTraceback())
+logging.getLogger("scrapy.downloadermiddlewares.robotstxt").addFilter(_OneInfoLine())
 
 
 class RobotsTxtMiddleware(ScrapyRobotsTxtMiddleware):

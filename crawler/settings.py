@@ -42,6 +42,7 @@ DOWNLOAD_WARNSIZE = 2_000_000
 REDIRECT_MAX_TIMES = 5
 RETRY_ENABLED = True
 RETRY_TIMES = 1
+RETRY_GIVE_UP_LOG_LEVEL = "INFO"  # not an error of its own: the source's or the article's warning names it
 # Scrapy's list without its timeout: a host that did not answer within DOWNLOAD_TIMEOUT is not
 # asked again in the run (its source's next run, and the article retries, ask again). A retry
 # doubled the time each dead host held its download places.
