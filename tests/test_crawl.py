@@ -78,6 +78,7 @@ def test_source_health_records_a_dead_feed_without_stopping_others(site, tmp_pat
     assert rows(db, "select count(*) as n from articles")[0]["n"] == 2
     listing = run_armswatch("sources", "--db", str(db))
     assert "HTTP 404" in listing.stdout
+    assert listing.stdout.splitlines()[-1] == "2 sources: 1 failing (1 HTTP 404)"
 
 
 def test_config_file_crawl_and_bad_config_errors(site, tmp_path):
