@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 from typing import Any
 
 from scrapy import Spider
@@ -103,8 +104,8 @@ class ExtractionPipeline:
                     # the worker's own limit went unheard: lxml holds the interpreter in C code
                     LOGGER.warning("extracting %s took over %s s: its worker is replaced", item.url, self.hard_limit)
                     self.replace_pool(pool, kill=True)
-                    return ProcessedArticle(item.url, item.source, None, state_affiliated=item.state_affiliated,
-                                            error=f"extraction stopped after {self.hard_limit:g} s: the page is too complex")
+                    return await self.what_the_feed_said(
+                        item, f"extraction stopped after {self.hard_limit:g} s: the page is too complex")
                 return future.result()
             except BrokenProcessPool as exc:
                 # a worker died (killed, out of memory, crashed in C code, or replaced for a page
@@ -112,7 +113,20 @@ class ExtractionPipeline:
                 # that kills workers twice is recorded
                 self.replace_pool(pool)
                 error = f"extraction worker died: {exc}"
-        return ProcessedArticle(item.url, item.source, None, error=error, state_affiliated=item.state_affiliated)
+        return await self.what_the_feed_said(item, error)
+
+    async def what_the_feed_said(self, item: PageItem, error: str) -> ProcessedArticle:
+        """The article as its feed entry tells it, for a page no worker could extract (as a worker
+        does for a page it stops itself); else `error`. The page is left out, so this is quick."""
+        failed = ProcessedArticle(item.url, item.source, None, error=error, state_affiliated=item.state_affiliated)
+        if item.entry is None or not (item.entry.summary or "").strip():
+            return failed
+        try:
+            result = await asyncio.wrap_future(self.pool.submit(process_page, replace(item, body=b""), self.rule_specs))
+        except Exception:  # the new pool broke too: the page stays an error, retried next run
+            LOGGER.debug("extracting the feed entry of %s failed", item.url, exc_info=True)
+            return failed
+        return result if result.article is not None else failed
 
     @property
     def hard_limit(self) -> float | None:

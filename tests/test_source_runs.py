@@ -416,16 +416,21 @@ def test_a_worker_held_in_lxml_past_the_time_limit_is_replaced_and_the_crawl_goe
     b = web.base_url
     page = (ROOT / "crawler/demo_site/articles/kndr-snariady-rosiia.html").read_text(encoding="utf-8").replace("{{BASE}}", b)
     links = "".join(f'<a href="/l/{k}.html">link {k}</a> ' for k in range(100_000))
-    serve(web, "/a/heavy.html", page.replace("</article>", f"<p>One more paragraph.</p>{links}</article>", 1).encode(),
-          content_type="text/html; charset=utf-8")
+    heavy = page.replace("</article>", f"<p>One more paragraph.</p>{links}</article>", 1).encode()
+    serve(web, "/a/heavy.html", heavy, content_type="text/html; charset=utf-8")
+    serve(web, "/a/heavy-summarised.html", heavy, content_type="text/html; charset=utf-8")
     serve(web, "/a/plain.html", article("Plain"), content_type="text/html")
-    serve(web, "/feed.xml", rss(b, ["/a/heavy.html", "/a/plain.html"]))
+    items = "".join(f"<item><title>{path}</title><link>{b}{path}</link>{summary}</item>" for path, summary in [
+        ("/a/heavy.html", ""), ("/a/heavy-summarised.html", f"<description>{ARMS}</description>"), ("/a/plain.html", "")])
+    serve(web, "/feed.xml", f'<?xml version="1.0"?><rss version="2.0"><channel><title>W</title>{items}</channel></rss>'.encode())
     config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}], download_timeout=5)
     started = time.monotonic()
     crawl(config)
     assert time.monotonic() - started < 40
     db = tmp_path / "x.db"
-    assert stored(db) == {"/a/plain.html"}
+    assert stored(db) == {"/a/plain.html", "/a/heavy-summarised.html"}  # the second as its feed told it
+    [summarised] = rows(db, "select text, summary_only from articles where url like '%/a/heavy-summarised.html'")
+    assert summarised["summary_only"] and ARMS in summarised["text"]
     [error] = rows(db, "select * from fetch_errors where url like '%/a/heavy.html'")
     assert "extraction stopped after" in error["message"] and "too complex" in error["message"]
 
