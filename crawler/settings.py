@@ -17,8 +17,9 @@ CONCURRENT_REQUESTS = 32
 CONCURRENT_REQUESTS_PER_DOMAIN = 2
 # Scrapy's global limit also counts the requests that wait for their host's robots.txt, so each
 # dead host holds two of its places for a whole timeout: with 32, some 16 dead hosts among hundreds
-# of sources stopped every download. The spider raises it to two per source host, up to this many
-# downloads at once (what they hold in memory is bounded by it too).
+# of sources stopped every download. The spider raises it to two per source host, up to this many;
+# the article pages out at once stay bounded by the configured 32 (spiders.frontier), and with
+# them the memory the pages take.
 MAX_CONCURRENT_REQUESTS = 256
 # items handled at once per response: an article page yields one, and Scrapy starts this many
 # tasks for every response whatever it yields (100 by default)

@@ -47,14 +47,21 @@ def _loaded(value: bytes | None) -> str | None:
 
 
 class ArticleFrontier:
-    """Articles waiting per site; at most `ahead_per_site` of a site's requests are out at once."""
+    """Articles waiting per site; at most `ahead_per_site` of a site's requests are out at once,
+    and `ahead_in_all` of all sites' (by default no limit but the sites').
 
-    def __init__(self, ahead_per_site: int):
-        if ahead_per_site < 1:
-            raise ValueError(f"ahead_per_site must be at least 1, not {ahead_per_site}")
+    The limit in all bounds the article pages held in memory at once, whatever the number of
+    sites: Scrapy's own global limit is raised with the number of source hosts, so that dead
+    hosts do not stop the others (see crawler.settings.MAX_CONCURRENT_REQUESTS)."""
+
+    def __init__(self, ahead_per_site: int, ahead_in_all: int | None = None):
+        if ahead_per_site < 1 or (ahead_in_all is not None and ahead_in_all < 1):
+            raise ValueError(f"ahead_per_site and ahead_in_all must be at least 1, not {ahead_per_site}, {ahead_in_all}")
         self.ahead_per_site = ahead_per_site
-        self.waiting: dict[str, int] = {}  # articles not let out yet, per site, sites in the order they came
+        self.ahead_in_all = ahead_in_all
+        self.waiting: dict[str, int] = {}  # articles not let out yet, per site, in turn order
         self.out: Counter[str] = Counter()  # requests handed to Scrapy and not finished yet, per site
+        self.out_in_all = 0
         self.taken_up_to: Counter[str] = Counter()  # the last `seq` let out, per site
         self.sources: dict[str, Source] = {}
         # "" opens a private database in a temporary file, deleted when the connection closes
@@ -83,12 +90,18 @@ class ArticleFrontier:
         return site
 
     def take(self, sites: Iterable[str] | None = None) -> Iterator[tuple[str, Waiting]]:
-        """The articles that may go out now, from `sites` (all by default), in the order they came.
+        """The articles that may go out now, from `sites` (all by default, the sites taking
+        turns), each site's in the order they came.
 
         A site's articles are counted out before the first is yielded, so the caller may hand
         them to Scrapy (and hear back from it) while iterating."""
         for site in list(self.waiting if sites is None else sites):
             room = self.ahead_per_site - self.out[site]
+            if self.ahead_in_all is not None:
+                room_in_all = self.ahead_in_all - self.out_in_all
+                if room_in_all <= 0:
+                    return
+                room = min(room, room_in_all)
             if room <= 0 or site not in self.waiting:
                 continue
             rows = self.db.execute(
@@ -98,9 +111,10 @@ class ArticleFrontier:
             ).fetchall()  # not empty: the site's count says rows are waiting past its cursor
             self.taken_up_to[site] = rows[-1][0]
             self.out[site] += len(rows)
-            self.waiting[site] -= len(rows)
-            if self.waiting[site] <= 0:
-                del self.waiting[site]
+            self.out_in_all += len(rows)
+            left = self.waiting.pop(site) - len(rows)
+            if left > 0:
+                self.waiting[site] = left  # its next turn comes after the others'
             for _seq, source, *fields in rows:
                 url, link, title, published, summary, author = map(_loaded, fields)
                 entry = FeedEntry(link=link, title=title, published=published, summary=summary, author=author)
@@ -110,10 +124,12 @@ class ArticleFrontier:
         """One of the site's requests is answered, failed or dropped: room for the next."""
         if self.out[site] > 0:
             self.out[site] -= 1
+            self.out_in_all -= 1
 
     def nothing_out(self) -> None:
         """Scrapy is idle, so no request is out, whatever the counts say."""
         self.out.clear()
+        self.out_in_all = 0
 
     def close(self) -> None:
         """Delete the temporary database."""

@@ -70,6 +70,9 @@ RETRY_RUNS = 3
 # Article requests out per site at once, as a multiple of the per-site concurrency: enough that
 # the downloader never waits for the frontier
 AHEAD_PER_CONCURRENT_REQUEST = 4
+# Article requests out in all, as a multiple of the configured global concurrency (before the
+# spider raises it for many hosts): what bounds the pages in memory at once
+ARTICLES_AHEAD_IN_ALL_PER_REQUEST = 2
 
 
 @dataclass
@@ -125,9 +128,10 @@ class SourcesSpider(scrapy.Spider):
         hosts = {urlsplit(source.url).netloc for source in spider.armswatch_config.enabled_sources}
         settings = crawler.settings
         slots = max(settings.getint("CONCURRENT_REQUESTS"), min(settings.getint("MAX_CONCURRENT_REQUESTS"), 2 * len(hosts)))
-        settings.set("CONCURRENT_REQUESTS", slots, priority="spider")  # see MAX_CONCURRENT_REQUESTS
         per_site = settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN")
-        spider.frontier = ArticleFrontier(AHEAD_PER_CONCURRENT_REQUEST * max(1, per_site))
+        spider.frontier = ArticleFrontier(AHEAD_PER_CONCURRENT_REQUEST * max(1, per_site),
+                                          ARTICLES_AHEAD_IN_ALL_PER_REQUEST * settings.getint("CONCURRENT_REQUESTS"))
+        settings.set("CONCURRENT_REQUESTS", slots, priority="spider")  # see MAX_CONCURRENT_REQUESTS
         crawler.signals.connect(spider.on_opened, signal=scrapy.signals.spider_opened)
         crawler.signals.connect(spider.on_closed, signal=scrapy.signals.spider_closed)
         crawler.signals.connect(spider.on_request_dropped, signal=scrapy.signals.request_dropped)
@@ -436,9 +440,8 @@ class SourcesSpider(scrapy.Spider):
             self.runs[source_name].keep_validators = False
 
     def article_finished(self, request: Request) -> None:
-        site = request.meta["frontier_site"]
-        self.frontier.finished(site)
-        self.release_articles([site])
+        self.frontier.finished(request.meta["frontier_site"])
+        self.release_articles()  # the room may be another site's turn
 
     def on_request_dropped(self, request: Request, spider: scrapy.Spider) -> None:
         if "frontier_site" in request.meta:  # a redirect to a page this run already fetched

@@ -104,3 +104,19 @@ def test_extra_finished_calls_never_let_more_than_the_allowance_out():
 def test_an_allowance_below_one_is_refused():
     with pytest.raises(ValueError, match="ahead_per_site"):
         ArticleFrontier(ahead_per_site=0)
+
+
+def test_a_limit_in_all_bounds_the_pages_out_and_the_sites_take_turns():
+    frontier = ArticleFrontier(ahead_per_site=2, ahead_in_all=3)
+    for host in ("a.example", "b.example", "c.example"):
+        queue(frontier, BIG, host, 4)
+    assert urls(frontier.take()) == [
+        "http://a.example/story-0.html", "http://a.example/story-1.html", "http://b.example/story-0.html"]
+    assert urls(frontier.take()) == []  # three out in all
+
+    frontier.finished("a.example")  # the room is the next site's turn, not a.example's again
+    assert urls(frontier.take()) == ["http://c.example/story-0.html"]
+    frontier.finished("b.example")  # then a.example's turn comes again, then b.example's
+    assert urls(frontier.take()) == ["http://a.example/story-2.html"]
+    frontier.finished("c.example")
+    assert urls(frontier.take()) == ["http://b.example/story-1.html"]
