@@ -41,7 +41,6 @@ class _Deadline:
     bounds each read, and a server that sends a byte a second never trips it."""
 
     def __init__(self, seconds: float):
-        self.seconds = seconds
         self.sockets: list[socket.socket] = []
         self.passed = False
         self.timer = threading.Timer(seconds, self.expire)

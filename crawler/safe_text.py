@@ -37,6 +37,14 @@ def without_controls(text: str | None) -> str | None:
     return _CONTROL.sub("", text)
 
 
+def blanked(text: str | None) -> str | None:
+    """A text with each control or bidi-override character made a space: its length, and so the
+    offsets into it (a match's highlights in its snippet), unchanged."""
+    if text is None:
+        return None
+    return _CONTROL.sub(" ", text)
+
+
 def shown(text: object, inline: bool = False) -> str:
     """`text` as printed or logged: each control or bidi-override character as a visible escape
     (`\\x1b`, `\\r`, `\\u202e`); line breaks too when `inline` (one cell of a table). Cut a

@@ -316,17 +316,23 @@ def _compact_story_keys(db: sqlite_utils.Database) -> None:
 
 
 def _web_text_on_one_line(db: sqlite_utils.Database) -> None:
-    """Titles, site names, authors and headlines stored before they were cleaned on the way in
-    (crawler.safe_text) lose their control characters: one NUL in a title made the Atom feed of
-    matches fail for every subscriber, and an escape sequence took over the terminal of
-    `armswatch stories`. One pass over these short columns; a title changed is re-indexed."""
-    from crawler.safe_text import one_line
+    """Titles, site names, authors, headlines and match snippets stored before they were cleaned
+    on the way in (crawler.safe_text) lose their control characters: one NUL in a title (which
+    its matches' snippets begin with) made the Atom feed of matches fail for every subscriber,
+    and an escape sequence took over the terminal of `armswatch stories`. One pass over these
+    short columns; a title changed is re-indexed; a snippet keeps its length, so that its
+    highlights still fall on the matched terms."""
+    from crawler.safe_text import blanked, one_line
 
-    for table, columns in (("articles", ("title", "site_name", "author")), ("stories", ("headline",))):
+    for table, columns, clean in (
+        ("articles", ("title", "site_name", "author"), one_line),
+        ("stories", ("headline",), one_line),
+        ("matches", ("snippet",), blanked),
+    ):
         if table not in db.table_names():
             continue
         for row_id, *values in db.execute(f"select id, {', '.join(columns)} from {table}").fetchall():
-            cleaned = [one_line(value) if isinstance(value, str) else value for value in values]
+            cleaned = [clean(value) if isinstance(value, str) else value for value in values]
             if cleaned != values:
                 assignments = ", ".join(f"{column} = ?" for column in columns)
                 db.execute(f"update {table} set {assignments} where id = ?", [*cleaned, row_id])

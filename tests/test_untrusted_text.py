@@ -128,13 +128,17 @@ def test_sources_check_shows_a_hostile_reason_phrase_as_text(crawled):
     assert "blocked (Forbidden\\x1b]0;pwned\\x07" in forbidden and "\\rok" in forbidden
 
 
-def test_the_atom_feed_of_matches_survives_a_hostile_title(crawled):
-    datasette = build_datasette(crawled["db"])
+def atom_feed(db):
+    datasette = build_datasette(db)
 
     async def get():
         return await datasette.client.get(f"/{DATABASE_NAME}/new_matches_feed.atom")
 
-    response = asyncio.run(get())
+    return asyncio.run(get())
+
+
+def test_the_atom_feed_of_matches_survives_a_hostile_title(crawled):
+    response = atom_feed(crawled["db"])
     assert response.status_code == 200, response.text[:500]
     assert "Pakistan orders tanks" in response.text
 
@@ -201,11 +205,21 @@ def test_an_archive_written_before_the_cleaning_gets_its_feed_back(crawled, tmp_
     """Titles stored raw by an older armswatch are cleaned when the archive is next opened."""
     old = tmp_path / "old.db"
     old.write_bytes(crawled["db"].read_bytes())
+    raw_title = f"Pakistan orders tanks{PAYLOAD}\x00"
     with sqlite3.connect(old) as db:
-        db.execute("update articles set title = ? where url like '%no-title.html'", [f"Pakistan orders tanks{PAYLOAD}\x00"])
+        db.execute("update articles set title = ? where url like '%no-title.html'", [raw_title])
         db.execute("update stories set headline = ?", ["two\nlines"])
+        forged = "Is\x00\x1b\x07\x9b\u202ead"  # as long as "Islamabad": the highlights keep their places
+        db.execute("update matches set snippet = replace(snippet, 'Islamabad', ?)", [forged])
         db.execute("delete from migrations where name = '0008_web_text_on_one_line'")
     with ArticleStore(old):
         pass
     assert {row["title"] for row in rows(old, "select title from articles")} >= {"Pakistan orders tanks ]0;pwned [2J [H"}
     assert {row["headline"] for row in rows(old, "select headline from stories")} == {"two lines"}
+    snippets = rows(old, "select snippet, highlights from matches")
+    assert any("Is" + " " * 5 + "ad" in match["snippet"] for match in snippets)
+    for match in snippets:  # the highlights still mark the terms
+        marked = [match["snippet"][start:end] for start, end in json.loads(match["highlights"])]
+        assert marked and all(term.strip() == term and term for term in marked), marked
+    response = atom_feed(old)
+    assert response.status_code == 200 and "Pakistan orders tanks" in response.text
