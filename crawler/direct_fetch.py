@@ -38,7 +38,9 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
 
 class _Deadline:
     """Shuts the connections of one fetch when it has taken `seconds` in all: urllib's timeout
-    bounds each read, and a server that sends a byte a second never trips it."""
+    bounds each read, and a server that sends a byte a second never trips it. A connection is
+    known from its TCP connect on (a TLS handshake can drip too), and one opened after the
+    deadline (a redirect followed late) is shut at once."""
 
     def __init__(self, seconds: float):
         self.sockets: list[socket.socket] = []
@@ -48,25 +50,39 @@ class _Deadline:
 
     def expire(self) -> None:
         self.passed = True
-        for sock in self.sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
-            except OSError:
-                pass
+        for sock in list(self.sockets):
+            self.shut(sock)
+
+    @staticmethod
+    def shut(sock: socket.socket) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
+        except OSError:
+            pass
+
+    def connected(self, *args, **kwargs) -> socket.socket:
+        """socket.create_connection, for http.client: the new socket is watched."""
+        if self.passed:
+            raise TimeoutError("the deadline has passed")
+        sock = socket.create_connection(*args, **kwargs)
+        self.sockets.append(sock)
+        if self.passed:
+            self.shut(sock)
+        return sock
 
     def handlers(self) -> list[urllib.request.BaseHandler]:
-        """urllib's http and https handlers, their connections known to this deadline."""
+        """urllib's http and https handlers, their connections made through `connected`."""
         deadline = self
 
         class Connection(http.client.HTTPConnection):
-            def connect(self) -> None:
-                super().connect()
-                deadline.sockets.append(self.sock)
+            def __init__(self, *args, **kwargs) -> None:
+                super().__init__(*args, **kwargs)
+                self._create_connection = deadline.connected
 
         class SecureConnection(http.client.HTTPSConnection):
-            def connect(self) -> None:
-                super().connect()
-                deadline.sockets.append(self.sock)
+            def __init__(self, *args, **kwargs) -> None:
+                super().__init__(*args, **kwargs)
+                self._create_connection = deadline.connected
 
         class Handler(urllib.request.HTTPHandler):
             def http_open(self, req):  # type: ignore[override]

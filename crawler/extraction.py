@@ -64,6 +64,7 @@ _FURNITURE = etree.XPath(SANITIZED_XPATH)
 # language identification needs little text; more only costs time
 LANG_SAMPLE_CHARS = 300
 FETCH_TIMEOUT = 20
+MAX_FIELD_CHARS = 1000  # of a title, an author, a site name: a headline is never longer
 FETCH_MAX_BYTES = MAX_HTML_BYTES
 
 _TITLE_SPLIT = re.compile(r"\s+[|–—-]\s+|\s+[:·•]\s+(?=[^:]*$)")
@@ -466,7 +467,7 @@ def _article(**fields: object) -> Article:
     """The Article as stored: its one-line fields and its text without control or bidi-override
     characters, whichever part of the page or the feed they came from (crawler.safe_text)."""
     for name in ("title", "author", "site_name"):
-        fields[name] = one_line(fields[name]) or None  # type: ignore[arg-type]
+        fields[name] = (one_line(fields[name]) or "")[:MAX_FIELD_CHARS] or None  # type: ignore[arg-type]
     fields["text"] = without_controls(fields["text"])  # type: ignore[arg-type]
     missing = tuple(
         name for name in ("title", "author", "published", "language", "text") if not fields.get(name)

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import logging
 import re
+import traceback
 
 # C0 controls but tab and newline, DEL, the C1 controls, and the bidi embeddings, overrides
 # and isolates (the marks LRM, RLM and ALM stay: right-to-left text needs them)
-_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ufffe\uffff"
+_BIDI_CONTROLS = "\u202a-\u202e\u2066-\u2069"
+_CONTROLS = f"\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI_CONTROLS}\ufffe\uffff"
 _CONTROL = re.compile(f"[{_CONTROLS}]")
+_BIDI_CONTROL = re.compile(f"[{_BIDI_CONTROLS}]")
 _CONTROL_OR_BREAK = re.compile(f"[{_CONTROLS}\t\n\u2028\u2029]")
 _SPACES = re.compile(r"\s+")
 
@@ -27,7 +30,8 @@ def one_line(text: str | None) -> str | None:
     bidi-override characters, every run of white space (line breaks too) one space."""
     if text is None:
         return None
-    return _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
+    # a bidi control joins nothing: it goes; another control may stand between two words
+    return _SPACES.sub(" ", _CONTROL.sub(" ", _BIDI_CONTROL.sub("", text))).strip()
 
 
 def without_controls(text: str | None) -> str | None:
@@ -65,10 +69,15 @@ class ShownLogRecords(logging.Filter):
     warnings quote response headers, and ours quote URLs and server answers."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a call with bad arguments: the handler reports it as logging does
+            return True
         safe = shown(message)
         if safe != message:
             record.msg, record.args = safe, ()
+        if record.exc_info and not record.exc_text:  # an exception's message may quote a server too
+            record.exc_text = shown("".join(traceback.format_exception(*record.exc_info)).rstrip("\n"))
         return True
 
 

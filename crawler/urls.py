@@ -15,8 +15,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import courlan
 
-# what no URL holds: a browser drops tabs and line breaks from one, not these
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# what no URL holds: a browser drops tabs and line breaks from one, not these (nor the bidi
+# overrides that show a URL's host backwards)
+_CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def url_problem(url: str | None) -> str | None:

@@ -342,3 +342,9 @@ def test_a_charset_label_the_bytes_cannot_be_in_is_overruled(text, charset, labe
     page = f"<html><head><meta charset='{label}'></head><body><p>{text * 10}</p></body></html>".encode(charset)
     assert text in decode_html(page)
     assert text in decode_html(page, {"content-type": f"text/html; charset={label}"})
+
+
+def test_a_title_is_one_line_of_at_most_a_thousand_characters():
+    page = f"<html><head><title>Arms {'deal ' * 3000}</title></head><body><article><p>{'Text of the story. ' * 40}</p></article></body></html>"
+    article = extract_article(page.encode(), "https://paper.example/long")
+    assert article.title.startswith("Arms deal deal") and len(article.title) == 1000

@@ -102,7 +102,7 @@ def test_stored_titles_are_one_line_without_control_characters(crawled):
     articles = {row["url"].rsplit("/", 1)[1]: row for row in rows(crawled["db"], "select url, title, site_name from articles")}
     assert articles["no-title.html"]["title"] == "Pakistan orders tanks ]0;pwned [2J [H OVERWRITTEN NUL"
     assert articles["forged.html"]["title"] == "India buys howitzers #99 2026-01-01 9 articles: FORGED ROW"
-    assert articles["forged.html"]["site_name"] == "Site moc.live"
+    assert articles["forged.html"]["site_name"] == "Sitemoc.live"  # a bidi override joins nothing
 
 
 def test_the_health_table_shows_a_hostile_error_without_obeying_it(crawled):
@@ -180,6 +180,7 @@ def test_opml_titles_are_imported_as_one_line_and_odd_urls_are_skipped_with_the_
         '<outline text="Good feed&#13;Evil feed&#x202E;" xmlUrl="http://127.0.0.1:9/good.xml"/>'
         '<outline text="Secret" xmlUrl="http://ann:s3cret@127.0.0.1:9/private.xml"/>'
         '<outline text="Script" xmlUrl="javascript:alert(1)"/>'
+        '<outline xmlUrl="http://127.0.0.1:9/&#x202E;lmx.deef"/>'  # no title: its URL would be its name
         "</body></opml>"
     )
     config = tmp_path / "armswatch.toml"
@@ -188,6 +189,7 @@ def test_opml_titles_are_imported_as_one_line_and_odd_urls_are_skipped_with_the_
     assert_no_raw_controls(result.stdout + result.stderr)
     assert "# skipped http://***@127.0.0.1:9/private.xml: it carries a user name or password" in result.stderr
     assert "# skipped javascript:alert(1): not an absolute http(s) URL" in result.stderr
+    assert "# skipped http://127.0.0.1:9/\\u202elmx.deef: it holds control characters" in result.stderr
     assert 'name = "Good feed Evil feed"' in config.read_text() and "s3cret" not in config.read_text()
 
 
