@@ -415,9 +415,9 @@ class SourcesSpider(scrapy.Spider):
             run.items_taken += 1
         return queued
 
-    def release_articles(self, sites: list[str] | None = None) -> None:
-        """Hand Scrapy the article requests the frontier lets out now."""
-        for site, (source, entry, url) in self.frontier.take(sites):
+    def release_articles(self) -> None:
+        """Hand Scrapy the article requests the frontier lets out now, the sites taking turns."""
+        for site, (source, entry, url) in self.frontier.take():
             headers = {"User-Agent": source.user_agent} if source.user_agent else {}
             try:
                 request = Request(
