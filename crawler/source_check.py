@@ -18,7 +18,6 @@ from crawler import direct_fetch
 from crawler.config import Source
 from crawler.dates import newest_first_key
 from crawler.safe_text import shown
-from crawler.urls import is_fetchable_url
 
 BLOCKED_STATUSES = {401, 403, 407, 429, 451}
 MAX_BYTES = 10_000_000
@@ -34,11 +33,6 @@ class SourceCheck:
     newest: str | None
     verdict: str  # ok | empty | stale | blocked | unreachable
     detail: str = ""
-
-
-def fetch(url: str, user_agent: str, timeout: float) -> tuple[int, bytes]:
-    fetched = direct_fetch.fetch(url, user_agent, timeout, MAX_BYTES)
-    return fetched.status, fetched.body
 
 
 def entries_of(source: Source, body: bytes) -> list:
@@ -59,7 +53,8 @@ def entries_of(source: Source, body: bytes) -> list:
 
 def check_source(source: Source, user_agent: str, timeout: float = 15.0, stale_days: float = 14.0) -> SourceCheck:
     try:
-        status, body = fetch(source.url, source.user_agent or user_agent, timeout)
+        fetched = direct_fetch.fetch(source.url, source.user_agent or user_agent, timeout, MAX_BYTES)
+        status, body = fetched.status, fetched.body
     except urllib.error.HTTPError as exc:
         verdict = "blocked" if exc.code in BLOCKED_STATUSES else "unreachable"
         return SourceCheck(source.name, source.url, str(exc.code), False, 0, None, verdict, str(exc.reason)[:200])

@@ -125,12 +125,12 @@ class SourcesSpider(scrapy.Spider):
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> SourcesSpider:
         spider = super().from_crawler(crawler, *args, **kwargs)
-        hosts = {urlsplit(source.url).netloc for source in spider.armswatch_config.enabled_sources}
         settings = crawler.settings
-        slots = max(settings.getint("CONCURRENT_REQUESTS"), min(settings.getint("MAX_CONCURRENT_REQUESTS"), 2 * len(hosts)))
-        per_site = settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN")
+        configured, per_site = settings.getint("CONCURRENT_REQUESTS"), settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN")
         spider.frontier = ArticleFrontier(AHEAD_PER_CONCURRENT_REQUEST * max(1, per_site),
-                                          ARTICLES_AHEAD_IN_ALL_PER_REQUEST * settings.getint("CONCURRENT_REQUESTS"))
+                                          ARTICLES_AHEAD_IN_ALL_PER_REQUEST * configured)
+        hosts = {urlsplit(source.url).netloc for source in spider.armswatch_config.enabled_sources}
+        slots = max(configured, min(settings.getint("MAX_CONCURRENT_REQUESTS"), 2 * len(hosts)))
         settings.set("CONCURRENT_REQUESTS", slots, priority="spider")  # see MAX_CONCURRENT_REQUESTS
         crawler.signals.connect(spider.on_opened, signal=scrapy.signals.spider_opened)
         crawler.signals.connect(spider.on_closed, signal=scrapy.signals.spider_closed)
