@@ -90,6 +90,7 @@ class SourceRun:
     problems: list[tuple[str, str]] = field(default_factory=list)  # (error class, message) of further documents
     before: tuple[int, str | None] = (0, None)  # (consecutive failures, last success) before this run
     waiting_sitemaps: list[tuple[str, int]] = field(default_factory=list)  # (URL, depth), newest first
+    every_page: bool = False  # a listing read to max_pages: the last run did not finish it
 
 
 class SourcesSpider(scrapy.Spider):
@@ -257,13 +258,16 @@ class SourcesSpider(scrapy.Spider):
         stats.inc_value("armswatch/sources_fetched")
         if response.meta["conditional"]:
             body_hash = hashlib.sha256(response.body).hexdigest()
-            if not self.refresh and self.store.source_validators(source.name)["body_hash"] == body_hash:
+            stored_hash = self.store.source_validators(source.name)["body_hash"]
+            if not self.refresh and stored_hash == body_hash:
                 stats.inc_value("armswatch/sources_not_modified")
                 self.source_ok(source, "unchanged", response.status, 0)
                 return
             etag = response.headers.get(b"ETag")
             last_modified = response.headers.get(b"Last-Modified")
             validators = (etag.decode("latin-1") if etag else None, last_modified.decode("latin-1") if last_modified else None, body_hash)
+            if source.type == "page":
+                self.unfinished_listing(source, stored_hash)
         else:
             validators = None
         try:
@@ -362,11 +366,24 @@ class SourcesSpider(scrapy.Spider):
         entries = self.listed(source, parsed.entries)
         self.source_ok(source, "ok", response.status, len(entries))
         queued = self.queue_articles(source, entries)
-        # Older pages of a listing hold older articles: stop paging once a page brings nothing new.
-        if parsed.next_page and page < source.max_pages and (queued or self.refresh) and self.room_for_articles(source):
+        # Older pages of a listing hold older articles: stop paging once a page brings nothing new,
+        # unless the last run left the listing unfinished (see unfinished_listing).
+        more = queued or self.refresh or self.runs[source.name].every_page
+        if parsed.next_page and page < source.max_pages and more and self.room_for_articles(source):
             request = self.further_request(source, parsed.next_page, NEXT_PAGE, page_number=page + 1)
             return [request] if request is not None else []
         return []
+
+    def unfinished_listing(self, source: Source, stored_hash: str | None) -> None:
+        """A listing's older pages are read only while they bring new articles, so one whose last run
+        ended before its articles were stored (some failed, or the run was killed while page 2's
+        were downloading) would lose them for good: its first page now lists only known ones.
+
+        Its validators are therefore cleared as soon as a run reads it, and saved again only when
+        the run finishes with nothing left to retry (on_closed). A listing found without them is
+        read to max_pages."""
+        self.runs[source.name].every_page = stored_hash is None
+        self.store.set_source_validators(source.name, None, None, None)
 
     def discover_feeds(self, source: Source, response: Response) -> Iterable[Request]:
         feeds = announced_feeds(_text_of(response), response.url)

@@ -5,8 +5,12 @@ A live server on 127.0.0.1 whose pages the tests change between crawls (`web.pag
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from io import BytesIO
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -15,7 +19,7 @@ import pytest
 
 from crawler.demo_server import SiteHandler, SiteServer
 from storage.store import ArticleStore
-from tests.conftest import rows, run_armswatch
+from tests.conftest import ROOT, rows, run_armswatch
 from tests.test_sources import health, write_config
 
 ARMS = "Russia received a new batch of Shahed drones from Iran, the ministry of defence said on Monday."
@@ -440,3 +444,62 @@ def test_https_asked_of_a_plain_http_server_is_a_tls_error_not_a_lost_connection
     crawl(write_config(tmp_path / "c.toml", [{"name": "tls", "url": web.base_url.replace("http://", "https://") + "/feed.xml"}]))
     state = health(tmp_path / "x.db")["tls"]
     assert state["status"] == "TLS error" and "TLS handshake with" in state["error"] and "Failure" not in state["error"]
+
+
+def section(base: str, slugs: list[str], next_page: str | None) -> bytes:
+    teasers = "".join(
+        f'<article class="teaser"><h2><a href="{base}/news/2026/03/10/{slug}.html">The story about {slug} told at length</a></h2></article>'
+        for slug in slugs
+    )
+    pager = f'<link rel="next" href="{base}{next_page}">' if next_page else ""
+    return f"<!DOCTYPE html><html><head><title>World</title>{pager}</head><body><main>{teasers}</main></body></html>".encode()
+
+
+@pytest.mark.parametrize("how", ["failed", "killed"])
+def test_a_listing_page_whose_articles_a_run_did_not_store_is_read_again_next_run(web, tmp_path, how):
+    """Older listing pages are read while they bring new articles; page 1 listing only known ones
+    must not hide page 2's articles that the last run failed to store or was killed before storing."""
+    b = web.base_url
+    serve(web, "/world.html", section(b, ["l4", "l5", "l6"], "/world-2.html"), content_type="text/html")
+    serve(web, "/world-2.html", section(b, ["l1", "l2", "l3"], None), content_type="text/html")
+    for slug in ("l4", "l5", "l6"):
+        serve(web, f"/news/2026/03/10/{slug}.html", article(f"Story {slug}"), content_type="text/html")
+    config = write_config(tmp_path / "c.toml", [{"name": "world", "url": f"{b}/world.html", "type": "page", "max_pages": 3}])
+    db = tmp_path / "x.db"
+    if how == "failed":
+        for slug in ("l1", "l2", "l3"):
+            serve(web, f"/news/2026/03/10/{slug}.html", b"busy", status=503, content_type="text/plain")
+        crawl(config)
+    else:  # the run died while page 2's articles were downloading: they hang until it is killed
+        for slug in ("l1", "l2", "l3"):
+            serve(web, f"/news/2026/03/10/{slug}.html", b"", status=0)
+        process = subprocess.Popen([sys.executable, "-m", "crawler.cli", "crawl", "--config", str(config)], cwd=ROOT,
+                                   env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not ("/news/2026/03/10/l1.html" in web.request_log and len(stored_if_any(db)) == 3):
+            time.sleep(0.1)
+        process.kill()
+        process.wait()
+    assert {"/news/2026/03/10/l4.html", "/news/2026/03/10/l5.html", "/news/2026/03/10/l6.html"} <= stored(db)
+    assert "/news/2026/03/10/l1.html" not in stored(db)
+
+    for slug in ("l1", "l2", "l3"):
+        serve(web, f"/news/2026/03/10/{slug}.html", article(f"Story {slug}"), content_type="text/html")
+    web.request_log.clear()
+    crawl(config)
+    assert "/world-2.html" in web.request_log
+    assert {f"/news/2026/03/10/l{i}.html" for i in range(1, 7)} == stored(db)
+    assert not any(p.endswith(("l4.html", "l5.html", "l6.html")) for p in web.request_log)  # stored: not fetched again
+
+    web.request_log.clear()  # finished now: page 1 unchanged, nothing more is read
+    crawl(config)
+    assert health(db)["world"]["status"] == "unchanged"
+    assert [p for p in web.request_log if p != "/robots.txt"] == ["/world.html"]
+
+
+def stored_if_any(db: Path) -> set[str]:
+    """What a crawl still running has committed so far."""
+    try:
+        return stored(db)
+    except sqlite3.OperationalError:  # no database, or no table, yet
+        return set()
