@@ -98,6 +98,16 @@ def address_variants(url: str) -> list[str]:
     return [f"{scheme}://{name}{variant}{rest}" for variant in paths for scheme in schemes for name in hosts]
 
 
+def page_key(url: str) -> str:
+    """What all the address_variants of a URL share: the page without scheme, `www.` or trailing
+    slash. Two listings of one page in a run (a feed with `www.`, a sitemap without) are one page
+    to fetch."""
+    parts = urlsplit(url)
+    host = parts.netloc.lower()
+    host = host[4:] if host.startswith("www.") else host
+    return host + parts.path.rstrip("/") + (f"?{parts.query}" if parts.query else "")
+
+
 def host_of(url: str) -> str:
     """The URL's host, lower-cased ("" if none): also the key Scrapy's downloader groups requests by."""
     return urlsplit(url).hostname or ""  # .hostname is lower-cased already

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 
 from crawler.config import Source
 from crawler.items import FeedEntry
-from crawler.urls import host_of
+from crawler.urls import host_of, page_key
 
 Waiting = tuple[Source, FeedEntry, str]  # the source, its feed entry, the canonical URL
 
@@ -30,7 +30,8 @@ CREATE TABLE articles (
     site BLOB NOT NULL,
     source TEXT NOT NULL,  -- its name, checked by the config
     -- the feed's words as UTF-8 bytes (see _stored)
-    url BLOB NOT NULL UNIQUE,  -- canonical; a URL taken once in a run is not taken again
+    page BLOB NOT NULL UNIQUE,  -- crawler.urls.page_key: a page taken once in a run, under any of its addresses, is not taken again
+    url BLOB NOT NULL,  -- canonical
     link BLOB NOT NULL, title BLOB, published BLOB, summary BLOB, author BLOB
 );
 CREATE INDEX articles_by_site ON articles (site, seq);
@@ -79,9 +80,9 @@ class ArticleFrontier:
         site = host_of(url)  # Scrapy's per-site concurrency slot
         fields = (url, entry.link, entry.title, entry.published, entry.summary, entry.author)
         added = self.db.execute(
-            "INSERT OR IGNORE INTO articles (site, source, url, link, title, published, summary, author)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (_stored(site), source.name, *map(_stored, fields)),
+            "INSERT OR IGNORE INTO articles (site, source, page, url, link, title, published, summary, author)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (_stored(site), source.name, _stored(page_key(url)), *map(_stored, fields)),
         ).rowcount
         if not added:
             return None

@@ -21,6 +21,7 @@ import sqlite_utils
 
 from crawler.items import Match, ProcessedArticle, text_hash
 from crawler.safe_text import shown
+from crawler.urls import address_variants
 from storage.schema import migrate
 
 BUSY_TIMEOUT_MS = 30_000
@@ -412,17 +413,27 @@ class ArticleStore:
             return SavedArticle(article_id, True, False, added)
 
     def _find_article(self, canonical: str, aliases: set[str]) -> tuple[int, str] | None:
+        """The stored article under the canonical URL, else under an alias, else under a variant of
+        either (another scheme, `www.`, a trailing slash: crawler.urls.address_variants), which
+        is how the spider decides what is known; a refresh fetches known pages under the address
+        listed now, and that must update the article, not add a second one."""
         row = self.db.execute("select id, content_hash from articles where url = ?", [canonical]).fetchone()
         if row:
             return int(row[0]), row[1]
-        for url in aliases:
-            row = self.db.execute(
-                "select a.id, a.content_hash from article_urls u join articles a on a.id = u.article_id where u.url = ?",
-                [url],
-            ).fetchone()
-            if row:
-                return int(row[0]), row[1]
-        return None
+        addresses = list(dict.fromkeys(
+            [url for url in (canonical, *sorted(aliases)) if url]
+            + [variant for url in (canonical, *sorted(aliases)) if url for variant in address_variants(url)]
+        ))
+        marks = ",".join("?" * len(addresses))
+        found = {
+            url: (int(article_id), content_hash)
+            for url, article_id, content_hash in self.db.execute(
+                "select u.url, a.id, a.content_hash from article_urls u join articles a on a.id = u.article_id"
+                f" where u.url in ({marks})",
+                addresses,
+            )
+        }
+        return next((found[url] for url in addresses if url in found), None)  # the closest address first
 
     def _add_aliases(self, article_id: int, aliases: set[str]) -> None:
         for url in aliases:

@@ -335,6 +335,35 @@ def test_an_article_relisted_over_https_or_with_www_is_not_fetched_again(web, tm
     assert stored(tmp_path / "x.db") == {"/a/story.html"}
 
 
+def test_one_article_listed_twice_in_a_run_under_two_addresses_is_fetched_and_flagged_once(web, tmp_path):
+    b = web.base_url
+    serve(web, "/feed.xml", rss(b, ["/a/story.html", "/a/story.html/"]))
+    serve(web, "/a/story.html", article("Story"), content_type="text/html")
+    serve(web, "/a/story.html/", article("Story"), content_type="text/html")
+    crawl(write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}]))
+    assert [p for p in web.request_log if p.startswith("/a/")] in (["/a/story.html"], ["/a/story.html/"])
+    assert len(rows(tmp_path / "x.db", "select * from articles")) == 1
+    assert len(rows(tmp_path / "x.db", "select * from matches")) == 1
+
+
+def test_a_refresh_that_finds_an_article_under_another_address_updates_it(web, tmp_path):
+    """--refresh fetches known pages again under the address listed now: an edit is an update of
+    the stored article, not a second article flagged a second time."""
+    b = web.base_url
+    config = crawled_wire_of_one_article(web, tmp_path, "/a/story.html")
+    db = tmp_path / "x.db"
+    assert len(rows(db, "select * from matches")) == 1
+    serve(web, "/feed.xml", rss(b, ["/a/story.html/"]))
+    serve(web, "/a/story.html/", article("/a/story.html", ARMS + " A second batch is due in May."), content_type="text/html")
+    result = run_armswatch("crawl", "--config", str(config), "--refresh")
+    assert result.returncode == 0, result.stderr
+    assert "0 new articles" in result.stdout, result.stdout
+    assert len(rows(db, "select * from articles")) == 1
+    assert len(rows(db, "select * from article_updates")) == 1
+    assert "A second batch is due in May." in rows(db, "select text from articles")[0]["text"]
+    assert len(rows(db, "select * from matches")) == 1
+
+
 def refuse(db: Path, trigger: str) -> None:
     """Make the real database refuse a write, as a full disk or a quota would."""
     conn = sqlite3.connect(db)
