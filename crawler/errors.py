@@ -31,7 +31,7 @@ from twisted.internet.error import (
 from twisted.python.failure import Failure
 from twisted.web._newclient import ParseError, ResponseFailed, ResponseNeverReceived
 
-from crawler.middlewares import ForbiddenUrl, RedirectLoop
+from crawler.middlewares import ForbiddenUrl, HostResting, RedirectLoop
 
 # crawler.robotstxt refuses a host's requests with "robots.txt unreachable (<class>): ...";
 # the class is read back from that message
@@ -57,6 +57,8 @@ def classify_failure(failure: Failure) -> tuple[str, str]:
         return "forbidden url", str(error)
     if failure.check(RedirectLoop):
         return "redirect loop", str(error)
+    if failure.check(HostResting):
+        return f"HTTP {error.status}", f"{url} not fetched: {error}"
     if failure.check(IgnoreRequest):
         text = str(error)
         if text.startswith(UNREACHABLE):  # "robots.txt unreachable (timeout): ..."

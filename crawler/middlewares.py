@@ -8,15 +8,20 @@ Hosts of the configured sources themselves are trusted: the user chose them.
 
 from __future__ import annotations
 
+import time
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
-from scrapy import Request, Spider
+from scrapy import Request, Spider, signals
 from scrapy.crawler import Crawler
 from scrapy.downloadermiddlewares.redirect import MetaRefreshMiddleware
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import HtmlResponse, Response
+from twisted.python.failure import Failure
 
-from crawler.urls import is_fetchable_url, is_private_address, url_problem, without_password
+from crawler.safe_text import one_line
+from crawler.urls import host_of, is_fetchable_url, is_private_address, url_problem, without_password
 
 
 class ForbiddenUrl(IgnoreRequest):
@@ -25,6 +30,100 @@ class ForbiddenUrl(IgnoreRequest):
 
 class RedirectLoop(IgnoreRequest):
     """A redirect back to a URL of its own chain: Scrapy's duplicate filter would drop it silently."""
+
+
+class HostResting(IgnoreRequest):
+    """A request to a host that asked earlier in the run to be left alone (see HostRestMiddleware)."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+
+
+def asks_to_rest(status: int, retry_after: bytes | None) -> bool:
+    """429 Too Many Requests, or a server error that says when to come back, for longer than a
+    pause a run waits out (see HostRestMiddleware)."""
+    if status != 429 and not (status >= 500 and retry_after):
+        return False
+    seconds = retry_after_seconds(retry_after)
+    return seconds is None or seconds > MAX_PAUSE_SECONDS
+
+
+def retry_after_seconds(value: bytes | None) -> float | None:
+    """Retry-After as seconds from now: delta-seconds or an HTTP date (RFC 9110, 10.2.3); None
+    when absent or unreadable."""
+    text = (value or b"").decode("latin-1").strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
+
+
+def rest_reason(url: str, status: int, retry_after: bytes | None) -> str:
+    wait = f" (Retry-After: {one_line(retry_after.decode('latin-1'))[:60]})" if retry_after else ""
+    return f"{host_of(url)} answered HTTP {status}{wait}: not asked again in this run"
+
+
+# A Retry-After up to this many seconds is waited out within the run (the longest delay
+# AutoThrottle itself would set); a longer one, or a 429 that names no time, rests the host until
+# the next run.
+MAX_PAUSE_SECONDS = 30.0
+
+
+class HostRestMiddleware:
+    """A host that answers 429, or a 5xx with Retry-After, is asked nothing more for that long.
+
+    Scrapy would go on with the host's other pages at full speed and retry a 503 seconds later.
+    A short Retry-After (up to MAX_PAUSE_SECONDS) holds the host's next request back that long.
+    A longer one, or a 429 without one, rests the host for the rest of the run: its pages not
+    fetched are left for the next run (the spider keeps their sources' validators unsaved),
+    which by then has usually waited long enough; Scrapy's RetryMiddleware is told not to retry
+    the answer.
+
+    The answer is seen as it arrives (response_downloaded), before the downloader sends the next
+    request from the host's queue: the requests waiting there fail at once, as do those that
+    reach this middleware later.
+    """
+
+    def __init__(self, crawler: Crawler):
+        self.crawler = crawler
+        self.resting: dict[str, tuple[int, str]] = {}  # host -> (status, why) its requests are refused with
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> HostRestMiddleware:
+        middleware = cls(crawler)
+        crawler.signals.connect(middleware.on_response_downloaded, signal=signals.response_downloaded)
+        return middleware
+
+    def process_request(self, request: Request, spider: Spider | None = None) -> None:
+        refusal = self.resting.get(host_of(request.url))
+        if refusal is not None:
+            raise HostResting(*refusal)
+
+    def on_response_downloaded(self, response: Response, request: Request, spider: Spider) -> None:
+        if response.status != 429 and response.status < 500:
+            return
+        retry_after = response.headers.get(b"Retry-After")
+        slot = self.crawler.engine.downloader.slots.get(request.meta.get("download_slot", ""))
+        if not asks_to_rest(response.status, retry_after):
+            seconds = retry_after_seconds(retry_after)
+            if seconds and slot is not None:  # the host's next request waits until then
+                slot.delay = slot.delay or 0.001  # Scrapy looks at `lastseen` only for a slot with a delay
+                slot.lastseen = max(slot.lastseen, time.monotonic() + seconds)
+            return
+        request.meta["dont_retry"] = True
+        host = host_of(request.url)
+        if host in self.resting:
+            return
+        self.resting[host] = (response.status, rest_reason(request.url, response.status, retry_after))
+        while slot is not None and slot.queue:  # accepted by this middleware already, not sent yet
+            _queued, waiting = slot.queue.popleft()
+            waiting.errback(Failure(HostResting(*self.resting[host])))
 
 
 class UrlPolicyMiddleware:

@@ -58,8 +58,8 @@ RETRY_EXCEPTIONS = [
     OSError,  # Scrapy's HttpCompression middleware raises it on an empty compressed body
     "scrapy.core.downloader.handlers.http11.TunnelError",
 ]
-# not 429: a server that says "too many requests" is not asked again within the run (it is the
-# next run's, its validators unsaved), and its Retry-After is never shorter than Scrapy's retry
+# not 429: a host that says "too many requests", or a 5xx with Retry-After, is not asked again
+# within the run (crawler.middlewares.HostRestMiddleware): its pages are the next run's
 RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408]
 
 # Only http(s): no local files, data: URIs, FTP or S3
@@ -71,6 +71,8 @@ DOWNLOADER_MIDDLEWARES = {
     "crawler.robotstxt.RobotsTxtMiddleware": 100,
     # before Scrapy's RedirectMiddleware (600) sees a 3xx: names loops and non-http targets
     "crawler.middlewares.RedirectGuardMiddleware": 650,
+    # sees a 429 (or a 5xx with Retry-After) before Scrapy's RetryMiddleware (550) would retry it
+    "crawler.middlewares.HostRestMiddleware": 560,
     # Scrapy's decodes each whole page to read its first 4 KB, and keeps the copy
     "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
     "crawler.middlewares.HeadMetaRefreshMiddleware": 580,

@@ -121,6 +121,17 @@ class ArticleFrontier:
                 entry = FeedEntry(link=link, title=title, published=published, summary=summary, author=author)
                 yield site, (self.sources[source], entry, url)
 
+    def drop(self, site: str) -> Counter[str]:
+        """Forget the site's articles not let out yet (its host asked to be left alone): how many
+        each source had."""
+        if self.waiting.pop(site, None) is None:
+            return Counter()
+        after = (_stored(site), self.taken_up_to[site])
+        dropped = Counter(dict(self.db.execute(
+            "SELECT source, count(*) FROM articles WHERE site = ? AND seq > ? GROUP BY source", after).fetchall()))
+        self.db.execute("DELETE FROM articles WHERE site = ? AND seq > ?", after)
+        return dropped
+
     def finished(self, site: str) -> None:
         """One of the site's requests is answered, failed or dropped: room for the next."""
         if self.out[site] > 0:

@@ -31,6 +31,7 @@ from scrapy import Request
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DontCloseSpider
 from scrapy.http import Response
+from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
 from crawler.clustering import assign_unassigned
@@ -38,8 +39,9 @@ from crawler.config import Config, Source, load_config
 from crawler.dates import newest_first_key
 from crawler.errors import classify_failure
 from crawler.items import FeedEntry, PageItem
+from crawler.middlewares import HostResting, asks_to_rest, rest_reason
 from crawler.safe_text import show_logs_safely
-from crawler.urls import address_variants, canonical_url, is_fetchable_url
+from crawler.urls import address_variants, canonical_url, host_of, is_fetchable_url
 from spiders.discovery import announced_feeds, common_feed_urls
 from spiders.feeds import FeedParseError, parse_feed
 from spiders.frontier import ArticleFrontier
@@ -91,6 +93,8 @@ class SourceRun:
     before: tuple[int, str | None] = (0, None)  # (consecutive failures, last success) before this run
     waiting_sitemaps: list[tuple[str, int]] = field(default_factory=list)  # (URL, depth), newest first
     every_page: bool = False  # a listing read to max_pages: the last run did not finish it
+    not_asked: int = 0  # articles left for the next run: their host asked to be left alone
+    not_asked_why: tuple[str, str] = ("", "")  # (error class, message) of the first such host
 
 
 class SourcesSpider(scrapy.Spider):
@@ -446,7 +450,7 @@ class SourcesSpider(scrapy.Spider):
                 )
             except ValueError as exc:  # a link Scrapy will not request must not cost the others of its site
                 self.frontier.finished(site)
-                self.note_error(source, url, "bad link", f"{url[:300]}: {exc}")
+                self.article_problem(source, url, "bad link", f"{url[:300]}: {exc}")
                 continue
             self.crawler.engine.crawl(request)
 
@@ -477,7 +481,7 @@ class SourcesSpider(scrapy.Spider):
         self.crawler.stats.inc_value("armswatch/pages_fetched")
         encoding = undecoded_encoding(response)
         if encoding:
-            self.note_error(source, response.url, "bad response", _undecodable(response.url, encoding))
+            self.article_problem(source, response.url, "bad response", _undecodable(response.url, encoding))
             return
         headers = {
             key.decode("latin-1").lower(): values[0].decode("latin-1")
@@ -500,9 +504,36 @@ class SourcesSpider(scrapy.Spider):
         self.article_finished(request)
         source: Source = request.meta["source"]
         error_class, message = self.described(failure)
-        self.note_error(source, request.url, error_class, message)
+        if failure.check(HostResting):  # asked for before its host said so: counted, not a line each
+            self.not_asked(source.name, 1, error_class, str(failure.value))
+            return
+        self.article_problem(source, request.url, error_class, message)
+        if failure.check(HttpError):
+            response = failure.value.response
+            retry_after = response.headers.get(b"Retry-After")
+            if asks_to_rest(response.status, retry_after):
+                self.leave_host_alone(host_of(request.url), error_class, rest_reason(request.url, response.status, retry_after))
         if error_class in PASSING_ERRORS or error_class.startswith("HTTP 5"):
             self.retry_failed_article(source.name, request.url)
+
+    def article_problem(self, source: Source, url: str, error_class: str, message: str) -> None:
+        """An article of the source could not be fetched or read: recorded now, and the source shows
+        "partial" in its health at the end of the run (record_problems), as when a further document fails."""
+        self.note_error(source, url, error_class, message)
+        self.runs[source.name].problems.append((error_class, message))
+
+    def leave_host_alone(self, host: str, error_class: str, why: str) -> None:
+        """The host asked not to be asked again now (crawler.middlewares.HostRestMiddleware, which
+        refuses its requests already out): its articles still waiting are left for the next run."""
+        for source_name, count in self.frontier.drop(host).items():
+            self.not_asked(source_name, count, error_class, why)
+
+    def not_asked(self, source_name: str, count: int, error_class: str, why: str) -> None:
+        run = self.runs[source_name]
+        run.not_asked += count
+        if not run.not_asked_why[0]:
+            run.not_asked_why = (error_class, why)
+        self.retry_next_run(source_name)  # an article never asked for has not failed: no RETRY_RUNS limit
 
     def described(self, failure: Failure) -> tuple[str, str]:
         """classify_failure's class and message, with the size limit a "too large" download hit."""
@@ -596,6 +627,13 @@ class SourcesSpider(scrapy.Spider):
         read, a failure of the source when none was (a sitemap index whose sitemaps all failed)."""
         for source_name, url, message in self.unwritten_errors:
             self.store.record_error(self.run_id, source_name, url, "storage", message)
+        for name, run in self.runs.items():
+            if run.not_asked:
+                error_class, why = run.not_asked_why
+                source = next(s for s in self.armswatch_config.enabled_sources if s.name == name)
+                message = f"{run.not_asked} article{'s' if run.not_asked > 1 else ''} left for the next run: {why}"
+                self.note_error(source, source.url, error_class, message)
+                run.problems.insert(0, (error_class, message))  # what the health table shows first
         for name, run in self.runs.items():
             if not run.problems or not run.succeeded:
                 continue

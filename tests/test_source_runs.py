@@ -47,12 +47,13 @@ def rss(base: str, paths: list[str]) -> bytes:
 
 
 class ChangingHandler(SiteHandler):
-    """Serves `server.pages`: path -> (status, body, content type); anything else is a 404.
+    """Serves `server.pages`: path -> (status, body, content type, headers); anything else is a 404.
     Status 0 hangs (until the test ends) instead of answering, -1 closes the connection without
     answering (a server restarting, an idle connection dropped); a 3xx body is its Location."""
 
     def send_head(self):  # type: ignore[override]
-        status, body, content_type = self.server.pages.get(urlsplit(self.path).path, (404, b"not here", "text/plain"))
+        self.server.request_times.append((time.monotonic(), self.path))
+        status, body, content_type, *headers = self.server.pages.get(urlsplit(self.path).path, (404, b"not here", "text/plain"))
         if status == 0:
             self.server.released.wait(60)
             return None
@@ -63,6 +64,8 @@ class ChangingHandler(SiteHandler):
         if 300 <= status < 400:
             self.send_header("Location", body.decode())
         self.send_header("Content-Type", content_type)
+        for name, value in (headers[0] if headers else {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         return BytesIO(body)
@@ -72,14 +75,16 @@ class ChangingHandler(SiteHandler):
 def web():
     server = SiteServer(Path("."), handler=ChangingHandler)
     server.httpd.pages = {}  # type: ignore[attr-defined]
+    server.httpd.request_times = []  # type: ignore[attr-defined]  # (monotonic time, path)
     server.httpd.released = threading.Event()  # type: ignore[attr-defined]
     with server:
         yield server
         server.httpd.released.set()  # type: ignore[attr-defined]
 
 
-def serve(web, path: str, body: bytes, status: int = 200, content_type: str = "application/xml") -> None:
-    web.httpd.pages[path] = (status, body, content_type)
+def serve(web, path: str, body: bytes, status: int = 200, content_type: str = "application/xml",
+          headers: dict[str, str] | None = None) -> None:
+    web.httpd.pages[path] = (status, body, content_type, headers or {})
 
 
 def crawl(config: Path):
@@ -362,6 +367,50 @@ def test_a_refresh_that_finds_an_article_under_another_address_updates_it(web, t
     assert len(rows(db, "select * from article_updates")) == 1
     assert "A second batch is due in May." in rows(db, "select text from articles")[0]["text"]
     assert len(rows(db, "select * from matches")) == 1
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_host_that_asks_to_be_left_alone_is_not_asked_again_in_the_run(web, tmp_path, status):
+    """429 Too Many Requests, or a 503 with Retry-After: the host's other pages wait for the next
+    run, and its source's health says so."""
+    b = web.base_url
+    paths = [f"/a/s{i}.html" for i in range(1, 13)]
+    serve(web, "/feed.xml", rss(b, paths))
+    for path in paths:
+        serve(web, path, article(path), content_type="text/html")
+    serve(web, "/a/s3.html", b"slow down", status=status, content_type="text/plain", headers={"Retry-After": "120"})
+    config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}], concurrency_per_domain=1)
+    db = tmp_path / "x.db"
+    crawl(config)
+    asked = [p for p in web.request_log if p.startswith("/a/")]
+    assert asked[-1] == "/a/s3.html" and asked.count("/a/s3.html") == 1  # nothing after it, no retry
+    assert stored(db) == set(asked[:-1])
+    state = health(db)["wire"]
+    assert state["status"] == "partial", state
+    assert f"HTTP {status}" in state["error"] and "Retry-After: 120" in state["error"]
+    assert f"{12 - len(asked)} articles left for the next run" in state["error"]
+
+    serve(web, "/a/s3.html", article("/a/s3.html"), content_type="text/html")
+    web.request_log.clear()
+    crawl(config)
+    assert stored(db) == set(paths)
+    assert not set(asked[:-1]) & set(web.request_log)  # stored already: not fetched again
+    assert health(db)["wire"]["status"] == "ok"
+
+
+def test_a_short_retry_after_holds_the_hosts_next_request_back_that_long(web, tmp_path):
+    b = web.base_url
+    paths = [f"/a/s{i}.html" for i in range(1, 7)]
+    serve(web, "/feed.xml", rss(b, paths))
+    for path in paths:
+        serve(web, path, article(path), content_type="text/html")
+    serve(web, "/a/s3.html", b"slow down", status=429, content_type="text/plain", headers={"Retry-After": "2"})
+    crawl(write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}], concurrency_per_domain=1))
+    asked = [(at, path) for at, path in web.httpd.request_times if path.startswith("/a/")]
+    refused_at = next(at for at, path in asked if path == "/a/s3.html")
+    after = [at for at, path in asked if at > refused_at]
+    assert after and min(after) - refused_at >= 1.9  # Retry-After: 2
+    assert stored(tmp_path / "x.db") == set(paths) - {"/a/s3.html"}  # the others are fetched in this run
 
 
 def refuse(db: Path, trigger: str) -> None:
