@@ -45,6 +45,7 @@ def scrapy_settings(config: Config, verbose: bool = False) -> Settings:
     settings.setdict(
         {
             "USER_AGENT": crawl.user_agent,
+            "ROBOTSTXT_USER_AGENT": crawl.user_agent,  # whatever User-Agent a source sends
             "DOWNLOAD_TIMEOUT": crawl.download_timeout,
             "DOWNLOAD_MAXSIZE": crawl.max_page_bytes,
             "DOWNLOAD_WARNSIZE": min(crawl.max_page_bytes, 2_000_000),

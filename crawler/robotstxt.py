@@ -10,6 +10,15 @@ A robots.txt that cannot be read is no permission (RFC 9309, 2.3.1.4): when it a
 or the host times out, refuses or does not resolve, the host's other requests of the run are
 refused at once with that reason instead of each waiting for its own timeout. A 4xx robots.txt
 (none there) allows everything, as the RFC says.
+
+robots.txt has its own size limit, not `max_page_bytes` (RFC 9309, 2.5: a crawler parses at
+least 500 KiB and may ignore the rest): its first ARMSWATCH_ROBOTSTXT_MAXSIZE bytes are kept and
+obeyed, cut at the last whole line, however long the file is. It is asked for uncompressed, so
+the cut applies to what a site wrote; a body sent compressed anyway keeps a hard limit for both
+the transfer and its inflation (no gzip bomb), and past it the host is unreachable (too large).
+
+Rules are matched against the crawler's own User-Agent (ROBOTSTXT_USER_AGENT, set from
+`[crawl].user_agent`), not the header a source may send instead.
 """
 
 from __future__ import annotations
@@ -17,10 +26,11 @@ from __future__ import annotations
 import logging
 from types import SimpleNamespace
 
-from scrapy import Request
+from scrapy import Request, Spider, signals
 from scrapy.downloadermiddlewares.robotstxt import RobotsTxtMiddleware as ScrapyRobotsTxtMiddleware
-from scrapy.exceptions import IgnoreRequest
-from scrapy.http import Response
+from scrapy.exceptions import IgnoreRequest, StopDownload
+from scrapy.http import Headers, Response
+from scrapy.http.request import NO_CALLBACK
 from scrapy.robotstxt import RobotParser
 from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.httpobj import urlparse_cached
@@ -44,14 +54,53 @@ class _OneInfoLine(logging.Filter):
 
 
 logging.getLogger("scrapy.downloadermiddlewares.robotstxt").addFilter(_OneInfoLine())
+logger = logging.getLogger(__name__)
+
+_ROBOTS = "armswatch_robotstxt"  # meta: a robots.txt request (kept by its redirects, which copy meta)
+_LEFT = "armswatch_robotstxt_left"  # meta: bytes of an uncompressed robots.txt still to keep
+
+
+def _is_robots_request(request: Request) -> bool:
+    """Scrapy's own request for a host's robots.txt (RobotsTxtMiddleware.robot_parser makes it)."""
+    return (
+        request.callback is NO_CALLBACK
+        and bool(request.meta.get("dont_obey_robotstxt"))
+        and urlparse_cached(request).path == "/robots.txt"
+    )
+
+
+def _inflated_too_far(exc: Exception) -> bool:
+    """HttpCompressionMiddleware's refusal of a body that inflates past `download_maxsize`
+    (crawler.errors reads it so too, but names any error about a robots.txt "robots denied")."""
+    return isinstance(exc, IgnoreRequest) and "DOWNLOAD_MAXSIZE" in str(exc)
+
+
+def _whole_lines(body: bytes, limit: int) -> bytes:
+    """The first `limit` bytes of `body`, ending at a line break: a rule cut mid-line could allow
+    more than it says (`Disallow: /private` cut to `Disallow: /pr` is stricter, `Allow: /a/b` cut
+    to `Allow: /` is not)."""
+    if len(body) <= limit:
+        return body
+    head = body[:limit]
+    end = max(head.rfind(b"\n"), head.rfind(b"\r"))
+    return head[: end + 1] if end >= 0 else head
 
 
 class RobotsTxtMiddleware(ScrapyRobotsTxtMiddleware):
     def __init__(self, crawler) -> None:  # type: ignore[no-untyped-def]
         super().__init__(crawler)
         self._unreachable: dict[str, str] = {}  # netloc -> why its robots.txt could not be read
+        self._max_bytes = crawler.settings.getint("ARMSWATCH_ROBOTSTXT_MAXSIZE")
+        crawler.signals.connect(self._headers_received, signal=signals.headers_received)
+        crawler.signals.connect(self._bytes_received, signal=signals.bytes_received)
 
     async def process_request(self, request: Request) -> None:
+        if request.meta.get(_ROBOTS) or _is_robots_request(request):
+            request.meta[_ROBOTS] = True
+            request.meta["download_maxsize"] = self._max_bytes  # until its headers say how it comes
+            request.meta["download_warnsize"] = 0  # a long one is cut, and says so at INFO
+            request.headers[b"Accept-Encoding"] = b"identity"  # so the cut falls on what the site wrote
+            return
         await super().process_request(request)
         if request.meta.get("dont_obey_robotstxt"):
             return
@@ -59,18 +108,47 @@ class RobotsTxtMiddleware(ScrapyRobotsTxtMiddleware):
         if reason is not None:
             raise IgnoreRequest(reason)
 
+    def _headers_received(self, headers: Headers, body_length: int, request: Request, spider: Spider | None) -> None:
+        """Scrapy's HTTP handler reads `download_maxsize` right after this signal, and
+        HttpCompressionMiddleware again when it inflates: an uncompressed robots.txt has no
+        transfer limit there (_bytes_received stops it at ours, keeping what came), a compressed
+        one keeps ours as the limit of both."""
+        if not request.meta.get(_ROBOTS):
+            return
+        if headers.get(b"Content-Encoding"):
+            request.meta["download_maxsize"] = self._max_bytes
+            request.meta.pop(_LEFT, None)
+        else:
+            request.meta["download_maxsize"] = 0
+            request.meta[_LEFT] = self._max_bytes
+
+    def _bytes_received(self, data: bytes, request: Request, spider: Spider | None) -> None:
+        left = request.meta.get(_LEFT)
+        if left is None:
+            return
+        request.meta[_LEFT] = left = left - len(data)
+        if left < 0:
+            raise StopDownload(fail=False)  # the response keeps the body received so far
+
     async def _parse_robots(self, response: Response, netloc: str, request: Request) -> None:
         if response.status >= 500:
             self._unreachable[netloc] = f"{UNREACHABLE} (HTTP {response.status}): {response.url} answered HTTP {response.status}"
+        if len(response.body) > self._max_bytes:
+            logger.info("%s is longer than %d bytes: its first %d are obeyed (RFC 9309, 2.5)",
+                        response.url, self._max_bytes, self._max_bytes)
+            response = response.replace(body=_whole_lines(response.body, self._max_bytes))
         await super()._parse_robots(response, netloc, request)
 
     def _robots_error(self, exc: Exception, netloc: str) -> None:
-        if not isinstance(exc, IgnoreRequest):
+        if _inflated_too_far(exc):  # a robots.txt too large to read, not one that is absent
+            self._unreachable[netloc] = f"{UNREACHABLE} (too large): robots.txt of {netloc}: {str(exc)[:300]}"
+        elif not isinstance(exc, IgnoreRequest):  # a refused redirect leaves no rules, as a 4xx does
             failure = Failure(exc)
             failure.request = SimpleNamespace(url=f"robots.txt of {netloc}", meta={})  # what the message names
             error_class, message = classify_failure(failure)
             self._unreachable[netloc] = f"{UNREACHABLE} ({error_class}): {message}"
         super()._robots_error(exc, netloc)
+
     async def robot_parser(self, request: Request) -> RobotParser | None:
         pending = self._parsers.get(urlparse_cached(request).netloc)
         if isinstance(pending, Deferred):

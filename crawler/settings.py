@@ -13,6 +13,13 @@ NEWSPIDER_MODULE = "spiders"
 # Politeness
 ROBOTSTXT_OBEY = True
 USER_AGENT = "armswatch/0.1 (+https://github.com/armswatch/armswatch; news monitoring)"
+# robots.txt rules are matched against the crawler's own User-Agent (crawler.crawl sets it from
+# [crawl].user_agent), not each request's header: a source's browser string must not slip past
+# rules written for armswatch
+ROBOTSTXT_USER_AGENT = USER_AGENT
+# RFC 9309, 2.5: at least 500 KiB of a robots.txt are parsed; past this its rest is ignored, and
+# max_page_bytes does not apply to it (crawler.robotstxt)
+ARMSWATCH_ROBOTSTXT_MAXSIZE = 512 * 1024
 CONCURRENT_REQUESTS = 32
 CONCURRENT_REQUESTS_PER_DOMAIN = 2
 # Scrapy's global limit also counts the requests that wait for their host's robots.txt, so each
@@ -31,7 +38,7 @@ SCRAPER_SLOT_MAX_ACTIVE_SIZE = 2_000_000
 DOWNLOAD_DELAY = 0.25
 AUTOTHROTTLE_ENABLED = True
 AUTOTHROTTLE_START_DELAY = 0.25
-AUTOTHROTTLE_MAX_DELAY = 30
+AUTOTHROTTLE_MAX_DELAY = 30  # also the most a robots.txt Crawl-delay can ask (crawler.extensions)
 AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
 COOKIES_ENABLED = False
 
@@ -83,7 +90,13 @@ SPIDER_MIDDLEWARES = {"scrapy.spidermiddlewares.depth.DepthMiddleware": None}
 ARMSWATCH_ALLOW_PRIVATE_ADDRESSES = True
 
 TELNETCONSOLE_ENABLED = False
-EXTENSIONS = {"crawler.extensions.FreeMemoryReturner": 500}
+EXTENSIONS = {
+    "crawler.extensions.FreeMemoryReturner": 500,
+    # a robots.txt Crawl-delay is each host's floor, which AutoThrottle never goes below
+    "crawler.extensions.RobotsCrawlDelay": 500,
+    "scrapy.extensions.throttle.AutoThrottle": None,
+    "crawler.extensions.FlooredAutoThrottle": 0,
+}
 LOG_LEVEL = "INFO"
 
 ITEM_PIPELINES = {
