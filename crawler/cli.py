@@ -169,12 +169,20 @@ def demo(out_dir: str) -> None:
 @cli.command()
 @click.argument("file_or_url")
 @click.option("--json", "as_json", is_flag=True, help="Print the article as JSON.")
-def extract(file_or_url: str, as_json: bool) -> None:
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML config file: its [crawl].user_agent is sent.")
+def extract(file_or_url: str, as_json: bool, config_path: str | None) -> None:
     """Extract and clean the article of an HTML file or http(s) URL."""
     from crawler.extraction import article_report, extract_article, load_source
+    from crawler.settings import USER_AGENT
 
+    crawl = resolve_config(config_path).crawl if config_path else None
     try:
-        body, url, headers = load_source(file_or_url)
+        body, url, headers = load_source(
+            file_or_url,
+            user_agent=crawl.user_agent if crawl else USER_AGENT,
+            obey_robots=crawl.obey_robots if crawl else True,
+            warn=lambda message: echo(f"armswatch: warning: {message}", err=True),
+        )
     except (OSError, ValueError) as exc:
         fail(str(exc))
     article = extract_article(body, url, headers)
@@ -245,7 +253,8 @@ def sources_check(ctx, timeout: float, stale_days: float) -> None:
     from crawler.source_check import check_sources, check_table
 
     config = resolve_config(ctx.obj["config_path"], db=ctx.obj["db"])
-    results = check_sources(config.enabled_sources, config.crawl.user_agent, timeout, stale_days)
+    results = check_sources(config.enabled_sources, config.crawl.user_agent, timeout, stale_days,
+                            per_host=config.crawl.concurrency_per_domain, obey_robots=config.crawl.obey_robots)
     echo(check_table(results))
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import unicodedata
 import urllib.error
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from functools import lru_cache
 from datetime import datetime
@@ -32,12 +33,13 @@ from trafilatura.utils import repair_faulty_html
 
 from crawler.cleaning import clean_text, normalize_space, prune_boilerplate
 from crawler.dates import plausible_iso
-from crawler.direct_fetch import fetch
+from crawler.direct_fetch import Refused, RobotsRules, fetch
 from crawler.encoding import decode_html
 from crawler.items import Article, FeedEntry
 from crawler.language_model import install as install_language_model
 from crawler.language_model import share_language_model
 from crawler.safe_text import one_line, without_controls
+from crawler.settings import USER_AGENT
 from crawler.trafilatura_xpaths import install as install_xpath_matchers
 from crawler.urls import canonical_url
 
@@ -499,17 +501,44 @@ def article_report(article: Article, as_json: bool) -> str:
     return "\n".join(lines)
 
 
-def load_source(file_or_url: str) -> tuple[bytes, str, dict]:
+def load_source(
+    file_or_url: str,
+    user_agent: str = USER_AGENT,
+    obey_robots: bool = True,
+    warn: Callable[[str], None] | None = None,
+) -> tuple[bytes, str, dict]:
     """(body, url, headers) from a local file or an http(s) URL; errors name what could not be read.
+
+    A URL is fetched with `user_agent` (the crawler's, with its contact URL). It is a page the
+    user asked for by hand, so robots.txt does not stop it; but when robots.txt (read as the
+    crawl reads it) forbids it, or a redirect target, or cannot be read, `warn` is told why:
+    the crawl would not fetch that page. robots.txt is read beside the page, not before it, so
+    a dead host costs one timeout, not two.
 
     Raises ValueError for anything else (ftp:, file:, a missing file, a failed download).
     """
     scheme = urlsplit(file_or_url).scheme.lower()
     if scheme in ("http", "https"):
+        robots_check = None
+        if obey_robots and warn is not None:
+            robots = RobotsRules(user_agent, FETCH_TIMEOUT)
+
+            def robots_check(url: str) -> None:
+                try:
+                    robots.check(url)
+                except Refused as refusal:
+                    warn(f"{refusal}; fetched anyway, as asked (a crawl would not fetch it)")
+
+        asked = threading.Thread(target=robots_check, args=(file_or_url,), daemon=True) if robots_check else None
+        if asked is not None:
+            asked.start()
         try:
-            fetched = fetch(file_or_url, "armswatch (extract command)", FETCH_TIMEOUT, FETCH_MAX_BYTES)
+            fetched = fetch(file_or_url, user_agent, FETCH_TIMEOUT, FETCH_MAX_BYTES, robots_check)
         except (urllib.error.URLError, TimeoutError, OSError, ValueError) as err:
             raise ValueError(f"could not download {file_or_url}: {err}") from err
+        finally:
+            if asked is not None:
+                asked.join()
         return fetched.body, fetched.url, fetched.headers
     if scheme and len(scheme) > 1:  # "c:" is a Windows drive, not a scheme
         raise ValueError(f"{file_or_url}: only local files and http(s) URLs can be extracted")

@@ -1,18 +1,22 @@
 """`armswatch sources check`: is each configured source alive, and does it still publish?
 
-A source list is evidence, not a guarantee: this fetches every source once (in parallel,
-bounded in time and size, http(s) only) and gives a verdict a user can act on:
-ok, empty, stale, blocked or unreachable. It never writes to the database: a check is
-not a crawl.
+A source list is evidence, not a guarantee: this fetches every source once (bounded in time and
+size, http(s) only) and gives a verdict a user can act on: ok, empty, stale, blocked or
+unreachable. It is as polite as the crawl: at most `concurrency_per_domain` requests to a host at
+once (hosts are checked in parallel), robots.txt read once per site and obeyed (a disallowed
+source is reported blocked, not fetched), and a homepage is read through the feed it leads to,
+found as the crawl finds it. It never writes to the database: a check is not a crawl.
 """
 
 from __future__ import annotations
 
 import urllib.error
+from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
 
 from crawler import direct_fetch
 from crawler.config import Source
@@ -21,51 +25,103 @@ from crawler.safe_text import shown
 
 BLOCKED_STATUSES = {401, 403, 407, 429, 451}
 MAX_BYTES = 10_000_000
+MAX_WORKERS = 16  # sources checked at once over all hosts; per host, concurrency_per_domain
 
 
 @dataclass(frozen=True)
 class SourceCheck:
     name: str
     url: str
-    status: str  # HTTP status code, or the network error class
+    status: str  # HTTP status code, the network error class, or the crawl's word (robots denied, too large, ...)
     parsed: bool
     items: int
     newest: str | None
     verdict: str  # ok | empty | stale | blocked | unreachable
     detail: str = ""
+    feed: str = ""  # for a homepage: the feed checked in its place ("announced feed URL")
 
 
-def entries_of(source: Source, body: bytes) -> list:
-    """The articles a source document lists, with the same parsers the crawl uses."""
+def entries_of(source: Source, body: bytes, url: str | None = None, headers: dict[str, str] | None = None) -> list:
+    """The articles a source document lists, with the same parsers the crawl uses. A homepage's
+    document is the feed found for it (`check_homepage`), read as a feed."""
+    url = url or source.url
     if source.type == "sitemap":
         from spiders.sitemaps import parse_sitemap
 
-        parsed = parse_sitemap(body, source.url)
+        parsed = parse_sitemap(body, url)
         return [*parsed.entries, *parsed.children]  # an index lists sitemaps, each an undated item
-    if source.type in ("page", "homepage"):
+    if source.type == "page":
         from spiders.listings import parse_listing
 
-        return parse_listing(body, source.url, source.selector).entries
+        return parse_listing(body, url, source.selector).entries
     from spiders.feeds import parse_feed
 
-    return parse_feed(body, source.url).entries
+    content_type = (headers or {}).get("content-type")
+    return parse_feed(body, url, {"content-type": content_type} if content_type else {}).entries
 
 
-def check_source(source: Source, user_agent: str, timeout: float = 15.0, stale_days: float = 14.0) -> SourceCheck:
+def check_source(
+    source: Source,
+    user_agent: str,
+    timeout: float = 15.0,
+    stale_days: float = 14.0,
+    robots: direct_fetch.RobotsRules | None = None,
+) -> SourceCheck:
+    """The verdict on one source. With `robots`, a URL robots.txt forbids is not fetched, nor
+    followed to by a redirect: the source is `blocked`, as the crawl would find it."""
+    if source.type == "homepage":
+        return check_homepage(source, user_agent, timeout, stale_days, robots)
+    return _check_document(source, source.url, user_agent, timeout, stale_days, robots)
+
+
+def check_homepage(
+    source: Source, user_agent: str, timeout: float, stale_days: float, robots: direct_fetch.RobotsRules | None
+) -> SourceCheck:
+    """A homepage lists no articles itself: the crawl reads the feeds it announces, else the
+    first feed that answers at a usual path (spiders.discovery). The check reads the first of
+    those that gives a feed and says which it was."""
+    from crawler.encoding import decode_html
+    from spiders.discovery import announced_feeds, common_feed_urls
+
     try:
-        fetched = direct_fetch.fetch(source.url, source.user_agent or user_agent, timeout, MAX_BYTES)
-        status, body = fetched.status, fetched.body
-    except urllib.error.HTTPError as exc:
-        verdict = "blocked" if exc.code in BLOCKED_STATUSES else "unreachable"
-        return SourceCheck(source.name, source.url, str(exc.code), False, 0, None, verdict, str(exc.reason)[:200])
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return SourceCheck(source.name, source.url, type(reason).__name__, False, 0, None, "unreachable", str(reason)[:200])
+        home = _fetch(source, source.url, user_agent, timeout, robots)
+    except Exception as exc:
+        return _failed(source, exc)
+    announced = announced_feeds(decode_html(home.body, home.headers), home.url)
+    candidates = [("announced feed", url) for url in announced]
+    candidates += [("probed feed", url) for url in common_feed_urls(source.url) if url not in announced]
+    first_failure: SourceCheck | None = None
+    for role, url in candidates:
+        result = _check_document(source, url, user_agent, timeout, stale_days, robots, as_feed=True)
+        if result.parsed:
+            return replace(result, url=source.url, feed=f"{role} {url}")
+        if announced and first_failure is None:
+            first_failure = result
+    if first_failure is not None:  # the feeds it announces fail, and no usual path answers either
+        return replace(first_failure, url=source.url, feed=f"announced feed {announced[0]}")
+    paths = ", ".join(urlsplit(url).path for url in common_feed_urls(source.url))
+    return SourceCheck(source.name, source.url, str(home.status), False, 0, None, "empty",
+                       f"no feed found: the homepage announces none and none answers at {paths}")
+
+
+def _check_document(
+    source: Source,
+    url: str,
+    user_agent: str,
+    timeout: float,
+    stale_days: float,
+    robots: direct_fetch.RobotsRules | None,
+    as_feed: bool = False,
+) -> SourceCheck:
     try:
-        entries = entries_of(source, body)
-        parsed = True
+        fetched = _fetch(source, url, user_agent, timeout, robots)
+    except Exception as exc:
+        return _failed(source, exc)
+    try:
+        reader = replace(source, type="feed") if as_feed else source
+        entries = entries_of(reader, fetched.body, fetched.url, fetched.headers)
     except Exception as exc:  # any parse failure is a verdict, not a crash
-        return SourceCheck(source.name, source.url, str(status), False, 0, None, "empty", f"cannot parse: {exc}"[:200])
+        return SourceCheck(source.name, source.url, str(fetched.status), False, 0, None, "empty", f"cannot parse: {exc}"[:200])
     newest = min((d for d in (getattr(e, "published", None) for e in entries) if d), key=newest_first_key, default=None)
     if not entries:
         verdict = "empty"
@@ -73,7 +129,32 @@ def check_source(source: Source, user_agent: str, timeout: float = 15.0, stale_d
         verdict = "stale"
     else:
         verdict = "ok"
-    return SourceCheck(source.name, source.url, str(status), parsed, len(entries), newest, verdict)
+    return SourceCheck(source.name, source.url, str(fetched.status), True, len(entries), newest, verdict)
+
+
+def _fetch(
+    source: Source, url: str, user_agent: str, timeout: float, robots: direct_fetch.RobotsRules | None
+) -> direct_fetch.Fetched:
+    """One document of a source: robots.txt asked first (for this URL and any redirect target),
+    then fetched with the source's own User-Agent header if it has one, as the crawl does."""
+    if robots is not None:
+        robots.check(url)
+    redirect_check = robots.check if robots is not None else None
+    return direct_fetch.fetch(url, source.user_agent or user_agent, timeout, MAX_BYTES, redirect_check)
+
+
+def _failed(source: Source, exc: Exception) -> SourceCheck:
+    """The verdict on a source whose document could not be had."""
+    if isinstance(exc, urllib.error.HTTPError):
+        verdict = "blocked" if exc.code in BLOCKED_STATUSES else "unreachable"
+        return SourceCheck(source.name, source.url, str(exc.code), False, 0, None, verdict, str(exc.reason)[:200])
+    if isinstance(exc, direct_fetch.Refused):
+        verdict = "blocked" if isinstance(exc, direct_fetch.RobotsDenied) else "unreachable"
+        return SourceCheck(source.name, source.url, exc.error_class, False, 0, None, verdict, str(exc)[:200])
+    if isinstance(exc, (urllib.error.URLError, OSError, ValueError)):
+        reason = getattr(exc, "reason", exc)
+        return SourceCheck(source.name, source.url, type(reason).__name__, False, 0, None, "unreachable", str(reason)[:200])
+    raise exc
 
 
 def _older_than(iso: str, days: float) -> bool:
@@ -86,10 +167,47 @@ def _older_than(iso: str, days: float) -> bool:
     return datetime.now(timezone.utc) - when > timedelta(days=days)
 
 
-def check_sources(sources: Iterable[Source], user_agent: str, timeout: float = 15.0, stale_days: float = 14.0) -> list[SourceCheck]:
+def check_sources(
+    sources: Iterable[Source],
+    user_agent: str,
+    timeout: float = 15.0,
+    stale_days: float = 14.0,
+    per_host: int = 2,
+    obey_robots: bool = True,
+) -> list[SourceCheck]:
+    """Every source's verdict, in the order given. A host gets at most `per_host` requests at
+    once, as in the crawl (`concurrency_per_domain`): its sources wait in its own queue, served
+    by that many lanes, while the lanes of other hosts run beside them. robots.txt is matched
+    against `user_agent`, the crawler's own, whatever header a source sends."""
     sources = list(sources)
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        return list(pool.map(lambda s: check_source(s, user_agent, timeout, stale_days), sources))
+    robots = direct_fetch.RobotsRules(user_agent, timeout) if obey_robots else None
+    results: list[SourceCheck | None] = [None] * len(sources)
+    queues: dict[str, deque[int]] = {}
+    for index, source in enumerate(sources):
+        queues.setdefault(_host(source.url), deque()).append(index)
+
+    def lane(queue: deque[int]) -> None:
+        while True:
+            try:
+                index = queue.popleft()
+            except IndexError:
+                return
+            results[index] = check_source(sources[index], user_agent, timeout, stale_days, robots)
+
+    # every host's first lane before any host's second: the hosts share the workers
+    lanes = [queue for n in range(max(per_host, 1)) for queue in queues.values() if len(queue) > n]
+    with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
+        for done in [pool.submit(lane, queue) for queue in lanes]:
+            done.result()
+    return [result for result in results if result is not None]
+
+
+def _host(url: str) -> str:
+    """The key the crawl's per-domain limit counts by (Scrapy's download slot: the host name)."""
+    try:
+        return urlsplit(url).hostname or url
+    except ValueError:
+        return url
 
 
 def check_table(results: list[SourceCheck]) -> str:
@@ -97,7 +215,7 @@ def check_table(results: list[SourceCheck]) -> str:
     rows = [
         tuple(shown(cell, inline=True) for cell in (  # before any cut to width: a server's words must not rewrite the table
             r.name, r.status, "yes" if r.parsed else "no", str(r.items), (r.newest or "-")[:19],
-            r.verdict + (f" ({r.detail})" if r.detail and r.verdict != "ok" else ""),
+            r.verdict + (f" ({r.detail})" if r.detail and r.verdict != "ok" else "") + (f" via {r.feed}" if r.feed else ""),
         ))
         for r in results
     ]
