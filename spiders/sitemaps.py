@@ -35,6 +35,10 @@ class SitemapError(ValueError):
     """The document is not a sitemap we can read."""
 
 
+class SitemapTooLarge(SitemapError):
+    """Past the sitemap protocol's 50 MB (MAX_SITEMAP_BYTES), as sent or once decompressed."""
+
+
 @dataclass(frozen=True)
 class ParsedSitemap:
     """A sitemap index lists child sitemaps; a urlset lists articles. One of the two is empty."""
@@ -53,7 +57,7 @@ def gunzip_bounded(body: bytes, limit: int = MAX_SITEMAP_BYTES) -> bytes:
     except zlib.error as exc:
         raise SitemapError(f"broken gzip data: {exc}") from None
     if len(data) > limit or inflater.unconsumed_tail:
-        raise SitemapError(f"sitemap larger than {limit} bytes once decompressed")
+        raise SitemapTooLarge(f"sitemap larger than {limit:,} bytes once decompressed")
     return data
 
 
@@ -156,7 +160,7 @@ def parse_sitemap(body: bytes, base_url: str, since: datetime | None = None) -> 
     if body[:2] == GZIP_MAGIC:
         body = gunzip_bounded(body)
     if len(body) > MAX_SITEMAP_BYTES:
-        raise SitemapError(f"sitemap larger than {MAX_SITEMAP_BYTES} bytes")
+        raise SitemapTooLarge(f"sitemap larger than {MAX_SITEMAP_BYTES:,} bytes")
     body = body.lstrip(b" \t\r\n")  # white space before <?xml ...?> is an error to libxml2, not to readers
     kind = ""
     depth = 0

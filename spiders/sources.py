@@ -46,7 +46,7 @@ from spiders.discovery import announced_feeds, common_feed_urls
 from spiders.feeds import FeedParseError, parse_feed
 from spiders.frontier import ArticleFrontier
 from spiders.listings import ListingError, parse_listing
-from spiders.sitemaps import MAX_SITEMAP_BYTES, SitemapError, parse_sitemap
+from spiders.sitemaps import MAX_SITEMAP_BYTES, SitemapError, SitemapTooLarge, parse_sitemap
 from storage.store import ArticleStore, StoreError
 
 # Statuses the document callback sees itself (to record them in the health table);
@@ -286,7 +286,8 @@ class SourcesSpider(scrapy.Spider):
             else:
                 raise FeedParseError(f"source type {source.type!r} is not supported")
         except READ_ERRORS as exc:
-            yield from self.document_error(response.request, "parse error", f"{response.url}: {exc}", response.status)
+            error_class = "too large" if isinstance(exc, SitemapTooLarge) else "parse error"
+            yield from self.document_error(response.request, error_class, f"{response.url}: {exc}", response.status)
             return
         except Exception as exc:  # a reader's bug on an odd document must not hide the source's failure
             self.logger.exception("%s: reading %s failed", source.name, response.url)

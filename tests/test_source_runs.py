@@ -5,6 +5,7 @@ A live server on 127.0.0.1 whose pages the tests change between crawls (`web.pag
 
 from __future__ import annotations
 
+import gzip
 import os
 import sqlite3
 import subprocess
@@ -411,6 +412,14 @@ def test_a_short_retry_after_holds_the_hosts_next_request_back_that_long(web, tm
     after = [at for at, path in asked if at > refused_at]
     assert after and min(after) - refused_at >= 1.9  # Retry-After: 2
     assert stored(tmp_path / "x.db") == set(paths) - {"/a/s3.html"}  # the others are fetched in this run
+
+
+def test_a_gzip_sitemap_that_inflates_past_the_protocols_limit_is_too_large_not_unreadable(web, tmp_path):
+    serve(web, "/bomb.xml.gz", gzip.compress(b"<urlset>" + b" " * 60_000_000 + b"</urlset>"), content_type="application/x-gzip")
+    crawl(write_config(tmp_path / "c.toml", [{"name": "bomb", "url": f"{web.base_url}/bomb.xml.gz", "type": "sitemap"}]))
+    state = health(tmp_path / "x.db")["bomb"]
+    assert state["status"] == "too large", state
+    assert "larger than 50,000,000 bytes once decompressed" in state["error"]
 
 
 def refuse(db: Path, trigger: str) -> None:
