@@ -88,7 +88,9 @@ class SourceRun:
     items_seen: int = 0  # entries listed by all its documents
     items_taken: int = 0  # new articles queued, counted against max_items
     documents: set[str] = field(default_factory=set)  # URLs requested: an index or pager that loops is read once
-    keep_validators: bool = True
+    keep_validators: bool = True  # nothing of the source is left to retry: its documents' validators are saved
+    index_root: bool = False  # the source is a sitemap index (see read_sitemap)
+    indexes: set[str] = field(default_factory=set)  # its documents that were sitemap indexes
     problems: list[tuple[str, str]] = field(default_factory=list)  # (error class, message) of further documents
     before: tuple[int, str | None] = (0, None)  # (consecutive failures, last success) before this run
     waiting_sitemaps: list[tuple[str, int]] = field(default_factory=list)  # (URL, depth), newest first
@@ -124,6 +126,7 @@ class SourcesSpider(scrapy.Spider):
         self.unwritten_errors: list[tuple[str, str, str]] = []  # (source, URL, message) refused with a batch
         self.run_id: int | None = None
         self.pending_validators: dict[str, tuple[str | None, str | None, str]] = {}
+        self.pending_child_validators: dict[tuple[str, str], tuple[str | None, str | None, str]] = {}  # (source, URL)
         self.runs: dict[str, SourceRun] = {}
         self.frontier: ArticleFrontier  # sized from the crawler's settings in from_crawler
 
@@ -168,10 +171,12 @@ class SourcesSpider(scrapy.Spider):
             return
         if reason == "finished":
             for name, (etag, last_modified, body_hash) in self.pending_validators.items():
-                if self.runs[name].keep_validators:
+                if self.runs[name].keep_validators and not self.runs[name].index_root:
                     self.store.set_source_validators(name, etag, last_modified, body_hash)
                 else:  # read in full next time
                     self.store.set_source_validators(name, None, None, None)
+            for (name, url), validators in self.pending_child_validators.items():
+                self.store.set_child_validators(name, url, *(validators if self.runs[name].keep_validators else (None, None, None)))
         self.record_problems()
         stats = self.crawler.stats
         counts = {
@@ -211,7 +216,7 @@ class SourcesSpider(scrapy.Spider):
         """A request for a document of `source`; `conditional` ones carry the stored validators."""
         headers: dict[str, str] = {}
         if conditional and self.store is not None and not self.refresh:
-            validators = self.store.source_validators(source.name)
+            validators = self.stored_validators(source, url, role)
             if validators["etag"]:
                 headers["If-None-Match"] = validators["etag"]
             if validators["last_modified"]:
@@ -231,24 +236,36 @@ class SourcesSpider(scrapy.Spider):
                 "source": source,
                 "role": role,
                 "conditional": conditional,
+                "document_url": url,  # as asked for: the key of its validators, whatever it redirects to
                 "handle_httpstatus_list": SOURCE_STATUSES,
             },
             priority=10,
         )
 
     def further_request(self, source: Source, url: str, role: str, **meta: Any) -> Request | None:
-        """A request for a document the source leads to, unless this run has asked for it already."""
+        """A request for a document the source leads to, unless this run has asked for it already.
+        A child sitemap is asked for conditionally: an archive's many sitemaps rarely change."""
         run = self.runs[source.name]
         if not is_fetchable_url(url) or url in run.documents:
             return None
         run.documents.add(url)
-        return self.document_request(source, url, role, conditional=False, **meta)
+        return self.document_request(source, url, role, conditional=role == CHILD_SITEMAP, **meta)
+
+    def stored_validators(self, source: Source, url: str, role: str) -> dict[str, str | None]:
+        """The validators a conditional document was last read with: a child sitemap's own, else the source's."""
+        if role == CHILD_SITEMAP:
+            return self.store.child_validators(source.name, url)
+        return self.store.source_validators(source.name)
 
     def parse_document(self, response: Response) -> Iterable[Request]:
         source: Source = response.meta["source"]
         role: str = response.meta["role"]
         stats = self.crawler.stats
         if response.status == 304:
+            if role == CHILD_SITEMAP:  # unchanged since it was read in full: its articles are known
+                stats.inc_value("armswatch/child_sitemaps_not_modified")
+                yield from self.next_sitemap(source)
+                return
             stats.inc_value("armswatch/sources_not_modified")
             self.source_ok(source, "not modified", 304, 0)
             return
@@ -262,7 +279,11 @@ class SourcesSpider(scrapy.Spider):
         stats.inc_value("armswatch/sources_fetched")
         if response.meta["conditional"]:
             body_hash = hashlib.sha256(response.body).hexdigest()
-            stored_hash = self.store.source_validators(source.name)["body_hash"]
+            stored_hash = self.stored_validators(source, response.meta["document_url"], role)["body_hash"]
+            if not self.refresh and stored_hash == body_hash and role == CHILD_SITEMAP:
+                stats.inc_value("armswatch/child_sitemaps_not_modified")
+                yield from self.next_sitemap(source)
+                return
             if not self.refresh and stored_hash == body_hash:
                 stats.inc_value("armswatch/sources_not_modified")
                 self.source_ok(source, "unchanged", response.status, 0)
@@ -295,7 +316,9 @@ class SourcesSpider(scrapy.Spider):
                 response.request, "parse error", f"{response.url}: {type(exc).__name__}: {exc}", response.status
             )
             return
-        if validators is not None and source.name not in self.pending_validators:
+        if validators is not None and role == CHILD_SITEMAP and response.meta["document_url"] not in self.runs[source.name].indexes:
+            self.pending_child_validators[(source.name, response.meta["document_url"])] = validators
+        elif validators is not None and source.name not in self.pending_validators:
             self.pending_validators[source.name] = validators
         yield from requests
         self.release_articles()
@@ -336,8 +359,9 @@ class SourcesSpider(scrapy.Spider):
         depth = response.meta.get("depth_in_source", 0)
         self.queue_articles(source, entries)
         requests = []
-        if parsed.children:
-            self.runs[source.name].keep_validators = False  # its children change while it stays the same
+        if parsed.children:  # an index keeps no validators: its sitemaps change while it stays the same
+            self.runs[source.name].indexes.add(response.meta["document_url"])
+            self.runs[source.name].index_root |= depth == 0
         if parsed.children and depth < MAX_SITEMAP_DEPTH:
             if len(parsed.children) > MAX_SITEMAP_CHILDREN:
                 self.logger.info(

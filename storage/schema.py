@@ -338,6 +338,23 @@ def _web_text_on_one_line(db: sqlite_utils.Database) -> None:
                 db.execute(f"update {table} set {assignments} where id = ?", [*cleaned, row_id])
 
 
+def _child_sitemap_validators(db: sqlite_utils.Database) -> None:
+    """The validators of each sitemap a sitemap index lists: an archive's index names up to 50,000
+    sitemaps of up to 50 MB, nearly all of them the same from one run to the next."""
+    db.executescript(
+        """
+        create table if not exists child_validators (
+            source text not null,
+            url text not null,
+            etag text,
+            last_modified text,
+            body_hash text,
+            primary key (source, url)
+        );
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _initial),
     ("0002_articles_fts", _full_text_search),
@@ -347,6 +364,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0006_full_text_follows_text_only", _full_text_follows_text_only),
     ("0007_compact_story_keys", _compact_story_keys),
     ("0008_web_text_on_one_line", _web_text_on_one_line),
+    ("0009_child_sitemap_validators", _child_sitemap_validators),
 ]
 
 

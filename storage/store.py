@@ -191,6 +191,25 @@ class ArticleStore:
                 [etag, last_modified, body_hash, name],
             )
 
+    def child_validators(self, source: str, url: str) -> dict[str, str | None]:
+        """ETag, Last-Modified and body hash a child sitemap of `source` was last read in full with."""
+        row = self.db.execute(
+            "select etag, last_modified, body_hash from child_validators where source = ? and url = ?", [source, url]
+        ).fetchone()
+        return dict(zip(("etag", "last_modified", "body_hash"), row or (None, None, None)))
+
+    def set_child_validators(self, source: str, url: str, etag: str | None, last_modified: str | None,
+                             body_hash: str | None) -> None:
+        with self.transaction():
+            if body_hash is None:  # to be read in full next time
+                self.db.execute("delete from child_validators where source = ? and url = ?", [source, url])
+            else:
+                self.db.execute(
+                    "insert or replace into child_validators (source, url, etag, last_modified, body_hash)"
+                    " values (?, ?, ?, ?, ?)",
+                    [source, url, etag, last_modified, body_hash],
+                )
+
     def record_source_result(
         self,
         name: str,

@@ -49,6 +49,7 @@ def rss(base: str, paths: list[str]) -> bytes:
 
 class ChangingHandler(SiteHandler):
     """Serves `server.pages`: path -> (status, body, content type, headers); anything else is a 404.
+    A page whose headers carry an ETag answers 304 to a request that sends it back.
     Status 0 hangs (until the test ends) instead of answering, -1 closes the connection without
     answering (a server restarting, an idle connection dropped); a 3xx body is its Location."""
 
@@ -60,6 +61,13 @@ class ChangingHandler(SiteHandler):
             return None
         if status == -1:
             self.close_connection = True
+            return None
+        etag = (headers[0] if headers else {}).get("ETag")
+        if etag and self.headers.get("If-None-Match") == etag:
+            self.server.not_modified.append(urlsplit(self.path).path)
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.end_headers()
             return None
         self.send_response(status)
         if 300 <= status < 400:
@@ -77,6 +85,7 @@ def web():
     server = SiteServer(Path("."), handler=ChangingHandler)
     server.httpd.pages = {}  # type: ignore[attr-defined]
     server.httpd.request_times = []  # type: ignore[attr-defined]  # (monotonic time, path)
+    server.httpd.not_modified = []  # type: ignore[attr-defined]  # paths answered 304 (If-None-Match matched)
     server.httpd.released = threading.Event()  # type: ignore[attr-defined]
     with server:
         yield server
@@ -114,6 +123,47 @@ def test_an_unchanged_sitemap_index_still_leads_to_its_new_stories(web, tmp_path
     crawl(config)
     assert stored(tmp_path / "x.db") == {"/a/one.html", "/a/two.html"}
     assert "/a/one.html" not in web.request_log  # stored already: not fetched again
+
+
+def test_the_sitemaps_of_an_index_are_asked_for_conditionally_and_only_a_changed_one_is_read(web, tmp_path):
+    """An archive's index lists many sitemaps, nearly all unchanged from one run to the next."""
+    b = web.base_url
+    serve(web, "/sitemap.xml", index(b, ["/s1.xml", "/s2.xml", "/s3.xml"]))
+    for i in (1, 2, 3):
+        serve(web, f"/s{i}.xml", urlset(b, [f"/a/{i}.html"]), headers={"ETag": '"v1"'})
+        serve(web, f"/a/{i}.html", article(f"Story {i}"), content_type="text/html")
+    config = write_config(tmp_path / "c.toml", [{"name": "archive", "url": f"{b}/sitemap.xml", "type": "sitemap"}])
+    crawl(config)
+    db = tmp_path / "x.db"
+    assert stored(db) == {"/a/1.html", "/a/2.html", "/a/3.html"}
+    assert web.httpd.not_modified == []
+
+    serve(web, "/s2.xml", urlset(b, ["/a/4.html", "/a/2.html"]), headers={"ETag": '"v2"'})
+    serve(web, "/a/4.html", article("Story 4"), content_type="text/html")
+    web.request_log.clear()
+    crawl(config)
+    assert sorted(web.httpd.not_modified) == ["/s1.xml", "/s3.xml"]
+    assert stored(db) == {"/a/1.html", "/a/2.html", "/a/3.html", "/a/4.html"}
+    assert [p for p in web.request_log if p.startswith("/a/")] == ["/a/4.html"]
+    assert health(db)["archive"]["status"] == "ok"
+
+
+def test_an_unchanged_sitemap_whose_article_failed_is_read_again_for_it(web, tmp_path):
+    b = web.base_url
+    serve(web, "/sitemap.xml", index(b, ["/s1.xml"]))
+    serve(web, "/s1.xml", urlset(b, ["/a/1.html", "/a/2.html"]), headers={"ETag": '"v1"'})
+    serve(web, "/a/1.html", article("Story 1"), content_type="text/html")
+    serve(web, "/a/2.html", b"busy", status=503, content_type="text/plain")
+    config = write_config(tmp_path / "c.toml", [{"name": "archive", "url": f"{b}/sitemap.xml", "type": "sitemap"}])
+    crawl(config)
+    assert stored(tmp_path / "x.db") == {"/a/1.html"}
+
+    serve(web, "/a/2.html", article("Story 2"), content_type="text/html")
+    crawl(config)
+    assert web.httpd.not_modified == []  # read in full: it has an article to retry
+    assert stored(tmp_path / "x.db") == {"/a/1.html", "/a/2.html"}
+    crawl(config)
+    assert web.httpd.not_modified == ["/s1.xml"]  # nothing left to retry: asked for conditionally
 
 
 def test_a_failing_child_sitemap_shows_in_the_health_table(web, tmp_path):
