@@ -42,23 +42,27 @@ def health_table(db: str) -> str:
 
 def summary(rows: list[dict]) -> str:
     """The table's last line, for a list of hundreds: how many sources, and how many fail and why.
-    "400 sources: 124 failing (64 timeout, 20 refused, 16 HTTP 500, ...), 2 never crawled"."""
+    "400 sources: 124 failing (64 timeout, 20 refused, 16 HTTP 500, ...), 3 partial, 2 never crawled"."""
     failing: dict[str, int] = {}
-    never = 0
+    never = partial = 0
     for row in rows:
         if row.get("status") is None:
             never += 1
         elif row.get("consecutive_failures"):
             failing[row["status"]] = failing.get(row["status"], 0) + 1
+        elif row.get("status") == "partial":
+            partial += 1
     parts = []
     if failing:
         reasons = ", ".join(f"{n} {status}" for status, n in sorted(failing.items(), key=lambda kv: (-kv[1], kv[0])))
         parts.append(f"{sum(failing.values())} failing ({shown(reasons, inline=True)})")
     else:
         parts.append("none failing")
+    if partial:
+        parts.append(f"{partial} partial")
     if never:
         parts.append(f"{never} never crawled")
-    return f"{len(rows)} sources: " + ", ".join(parts)
+    return f"{len(rows)} source{'' if len(rows) == 1 else 's'}: " + ", ".join(parts)
 
 
 def _cell(value: object, key: str) -> str:

@@ -6,7 +6,7 @@ Deferred, and `Deferred.asFuture` hands the parser to the first waiter and `None
 robots.txt") to the rest. A monitor starts many sources of one site at once, so that is
 the common case. Here each waiter gets its own Deferred, relayed from the shared one.
 
-A robots.txt that cannot be read is no permission (RFC 9309, 2.3.1.4): when it answers 5xx,
+A robots.txt that cannot be read is no permission (RFC 9309, 2.3.1.4): when it answers 5xx or 429,
 or the host times out, refuses or does not resolve, the host's other requests of the run are
 refused at once with that reason instead of each waiting for its own timeout. A 4xx robots.txt
 (none there) allows everything, as the RFC says.
@@ -131,7 +131,7 @@ class RobotsTxtMiddleware(ScrapyRobotsTxtMiddleware):
             raise StopDownload(fail=False)  # the response keeps the body received so far
 
     async def _parse_robots(self, response: Response, netloc: str, request: Request) -> None:
-        if response.status >= 500:
+        if response.status >= 500 or response.status == 429:  # a rate limit is no permission (as Google reads it)
             self._unreachable[netloc] = f"{UNREACHABLE} (HTTP {response.status}): {response.url} answered HTTP {response.status}"
         if len(response.body) > self._max_bytes:
             logger.info("%s is longer than %d bytes: its first %d are obeyed (RFC 9309, 2.5)",

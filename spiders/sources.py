@@ -37,7 +37,7 @@ from twisted.python.failure import Failure
 from crawler.clustering import assign_unassigned
 from crawler.config import Config, Source, load_config
 from crawler.dates import newest_first_key
-from crawler.errors import classify_failure
+from crawler.errors import UNREACHABLE, classify_failure
 from crawler.items import FeedEntry, PageItem
 from crawler.middlewares import HostResting, asks_to_rest, rest_reason
 from crawler.safe_text import show_logs_safely
@@ -263,8 +263,7 @@ class SourcesSpider(scrapy.Spider):
         stats = self.crawler.stats
         if response.status == 304:
             if role == CHILD_SITEMAP:  # unchanged since it was read in full: its articles are known
-                stats.inc_value("armswatch/child_sitemaps_not_modified")
-                yield from self.next_sitemap(source)
+                self.child_unchanged(source)
                 return
             stats.inc_value("armswatch/sources_not_modified")
             self.source_ok(source, "not modified", 304, 0)
@@ -281,8 +280,7 @@ class SourcesSpider(scrapy.Spider):
             body_hash = hashlib.sha256(response.body).hexdigest()
             stored_hash = self.stored_validators(source, response.meta["document_url"], role)["body_hash"]
             if not self.refresh and stored_hash == body_hash and role == CHILD_SITEMAP:
-                stats.inc_value("armswatch/child_sitemaps_not_modified")
-                yield from self.next_sitemap(source)
+                self.child_unchanged(source)
                 return
             if not self.refresh and stored_hash == body_hash:
                 stats.inc_value("armswatch/sources_not_modified")
@@ -377,6 +375,13 @@ class SourcesSpider(scrapy.Spider):
                     if request is not None:
                         requests.append(request)
         return requests + self.next_sitemap(source)
+
+    def child_unchanged(self, source: Source) -> None:
+        """A child sitemap answered 304 or the same bytes. Its validators were saved, so the last run
+        left nothing of the source to take: with max_items, read newest first, the older sitemaps
+        hold nothing new either, and none is read after it (they would otherwise be read one
+        deeper into the archive every run, their entries never counted)."""
+        self.crawler.stats.inc_value("armswatch/child_sitemaps_not_modified")
 
     def next_sitemap(self, source: Source) -> list[Request]:
         """The next child sitemap of a source with max_items, until its sitemaps have listed that many
@@ -563,7 +568,7 @@ class SourcesSpider(scrapy.Spider):
     def described(self, failure: Failure) -> tuple[str, str]:
         """classify_failure's class and message, with the size limit a "too large" download hit."""
         error_class, message = classify_failure(failure)
-        if error_class == "too large":
+        if error_class == "too large" and UNREACHABLE not in message:  # not robots.txt's, which has its own limit
             request = failure.request
             limit = request.meta.get("download_maxsize") or self.crawler.settings.getint("DOWNLOAD_MAXSIZE")
             message += f" (limit {limit:,} bytes)"

@@ -148,6 +148,26 @@ def test_the_sitemaps_of_an_index_are_asked_for_conditionally_and_only_a_changed
     assert health(db)["archive"]["status"] == "ok"
 
 
+def test_an_unchanged_archive_read_with_max_items_gives_nothing_new_run_after_run(web, tmp_path):
+    """max_items reads the newest sitemaps first; when they answer 304, the older ones are not
+    read one deeper into the archive every run."""
+    b = web.base_url
+    serve(web, "/sitemap.xml", index(b, ["/s1.xml", "/s2.xml", "/s3.xml"]))
+    for i in (1, 2, 3):
+        serve(web, f"/s{i}.xml", urlset(b, [f"/a/{i}.html"]), headers={"ETag": '"v1"'})
+        serve(web, f"/a/{i}.html", article(f"Story {i}"), content_type="text/html")
+    config = write_config(tmp_path / "c.toml", [{"name": "archive", "url": f"{b}/sitemap.xml", "type": "sitemap", "max_items": 1}])
+    crawl(config)
+    first = stored(tmp_path / "x.db")
+    assert len(first) == 1
+    for _ in range(2):
+        web.request_log.clear()
+        result = crawl(config)
+        assert "0 new articles" in result.stdout, result.stdout
+        assert stored(tmp_path / "x.db") == first
+        assert [p for p in web.request_log if p.startswith("/a/")] == []
+
+
 def test_an_unchanged_sitemap_whose_article_failed_is_read_again_for_it(web, tmp_path):
     b = web.base_url
     serve(web, "/sitemap.xml", index(b, ["/s1.xml"]))
@@ -281,12 +301,15 @@ def test_a_malformed_link_in_a_feed_costs_only_itself(web, tmp_path):
     assert stored(tmp_path / "x.db") == {"/a/one.html", "/a/two.html"}
 
 
-@pytest.mark.parametrize("robots_status, error_class", [(503, "HTTP 503"), (0, "timeout")], ids=["robots-503", "robots-hangs"])
-def test_a_site_whose_robots_txt_cannot_be_read_is_not_crawled(web, tmp_path, robots_status, error_class):
-    """RFC 9309: an unreachable robots.txt is no permission; and the site's other documents fail at
-    once with the reason, instead of each waiting for its own timeout."""
+@pytest.mark.parametrize("robots_status, error_class, headers", [
+    (503, "HTTP 503", {}), (0, "timeout", {}), (429, "HTTP 429", {"Retry-After": "1"}),
+], ids=["robots-503", "robots-hangs", "robots-429-for-a-second"])
+def test_a_site_whose_robots_txt_cannot_be_read_is_not_crawled(web, tmp_path, robots_status, error_class, headers):
+    """RFC 9309: an unreachable robots.txt is no permission (a rate limit neither: its rules are not
+    "none"); and the site's other documents fail at once with the reason, instead of each waiting
+    for its own timeout."""
     b = web.base_url
-    serve(web, "/robots.txt", b"down", status=robots_status, content_type="text/plain")
+    serve(web, "/robots.txt", b"down", status=robots_status, content_type="text/plain", headers=headers)
     serve(web, "/one.xml", rss(b, ["/a/one.html"]))
     serve(web, "/two.xml", rss(b, ["/a/two.html"]))
     config = write_config(tmp_path / "c.toml", [{"name": "one", "url": f"{b}/one.xml"}, {"name": "two", "url": f"{b}/two.xml"}],
@@ -440,6 +463,7 @@ def test_a_host_that_asks_to_be_left_alone_is_not_asked_again_in_the_run(web, tm
     assert state["status"] == "partial", state
     assert f"HTTP {status}" in state["error"] and "Retry-After: 120" in state["error"]
     assert f"{12 - len(asked)} articles left for the next run" in state["error"]
+    assert run_armswatch("sources", "--db", str(db)).stdout.splitlines()[-1] == "1 source: none failing, 1 partial"
 
     serve(web, "/a/s3.html", article("/a/s3.html"), content_type="text/html")
     web.request_log.clear()
