@@ -254,7 +254,8 @@ def sources_check(ctx, timeout: float, stale_days: float) -> None:
 
     config = resolve_config(ctx.obj["config_path"], db=ctx.obj["db"])
     results = check_sources(config.enabled_sources, config.crawl.user_agent, timeout, stale_days,
-                            per_host=config.crawl.concurrency_per_domain, obey_robots=config.crawl.obey_robots)
+                            per_host=config.crawl.concurrency_per_domain, obey_robots=config.crawl.obey_robots,
+                            download_delay=config.crawl.download_delay)
     echo(check_table(results))
 
 

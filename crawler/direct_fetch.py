@@ -251,6 +251,21 @@ class RobotsRules:
 
     def check(self, url: str) -> None:
         """Return when the crawl may fetch `url`; raise RobotsDenied or RobotsUnreachable otherwise."""
+        site = self._site(url)
+        if site.unreachable is not None:
+            error_class, why = site.unreachable
+            raise RobotsUnreachable(f"{url} not fetched: robots.txt unreachable ({error_class}): {why}", error_class)
+        if site.rules is not None and not site.rules.can_fetch(url, self.user_agent):
+            raise RobotsDenied(f"robots.txt forbids {url}")
+
+    def crawl_delay(self, url: str) -> float:
+        """The Crawl-delay the site's robots.txt asks of the crawler (0 when none)."""
+        rules = self._site(url).rules
+        delay = rules.crawl_delay(self.user_agent) if rules is not None else None
+        return float(delay) if delay and delay > 0 else 0.0
+
+    def _site(self, url: str) -> _SiteRobots:
+        """The site's robots.txt, read on first use (the other threads of the site wait for it)."""
         parts = urlsplit(url)
         origin = f"{parts.scheme.lower()}://{parts.netloc.lower()}"
         with self._lock:
@@ -259,11 +274,7 @@ class RobotsRules:
             if not site.read:
                 site.rules, site.unreachable = self._read(f"{origin}/robots.txt")
                 site.read = True
-        if site.unreachable is not None:
-            error_class, why = site.unreachable
-            raise RobotsUnreachable(f"{url} not fetched: robots.txt unreachable ({error_class}): {why}", error_class)
-        if site.rules is not None and not site.rules.can_fetch(url, self.user_agent):
-            raise RobotsDenied(f"robots.txt forbids {url}")
+        return site
 
     def _read(self, robots_url: str) -> tuple[Protego | None, tuple[str, str] | None]:
         """(rules, None), (None, None) when there are none, or (None, (error class, message))."""
@@ -271,7 +282,7 @@ class RobotsRules:
             fetched = fetch(robots_url, self.user_agent, self.timeout, self.max_bytes)
         except urllib.error.HTTPError as exc:
             exc.close()
-            if exc.code < 500:  # none there (4xx, or redirects past the limit): everything allowed
+            if exc.code < 500 and exc.code != 429:  # none there (4xx, or redirects past the limit): everything allowed
                 return None, None
             return None, (f"HTTP {exc.code}", f"{robots_url} answered HTTP {exc.code}")
         except Refused as exc:

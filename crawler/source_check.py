@@ -10,11 +10,13 @@ found as the crawl finds it. It never writes to the database: a check is not a c
 
 from __future__ import annotations
 
+import threading
+import time
 import urllib.error
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
@@ -22,10 +24,12 @@ from crawler import direct_fetch
 from crawler.config import Source
 from crawler.dates import newest_first_key
 from crawler.safe_text import shown
+from crawler.settings import AUTOTHROTTLE_MAX_DELAY
 
 BLOCKED_STATUSES = {401, 403, 407, 429, 451}
 MAX_BYTES = 10_000_000
 MAX_WORKERS = 16  # sources checked at once over all hosts; per host, concurrency_per_domain
+MAX_CRAWL_DELAY = AUTOTHROTTLE_MAX_DELAY  # the most a robots.txt Crawl-delay holds a host back, as in the crawl
 
 
 @dataclass(frozen=True)
@@ -174,32 +178,59 @@ def check_sources(
     stale_days: float = 14.0,
     per_host: int = 2,
     obey_robots: bool = True,
+    download_delay: float = 0.0,
 ) -> list[SourceCheck]:
     """Every source's verdict, in the order given. A host gets at most `per_host` requests at
     once, as in the crawl (`concurrency_per_domain`): its sources wait in its own queue, served
-    by that many lanes, while the lanes of other hosts run beside them. robots.txt is matched
-    against `user_agent`, the crawler's own, whatever header a source sends."""
+    by that many lanes, while the lanes of other hosts run beside them. Its checks start
+    `download_delay` apart, or its robots.txt's Crawl-delay (at most MAX_CRAWL_DELAY), and a host
+    that answers 429 is asked nothing more. robots.txt is matched against `user_agent`, the
+    crawler's own, whatever header a source sends."""
     sources = list(sources)
     robots = direct_fetch.RobotsRules(user_agent, timeout) if obey_robots else None
     results: list[SourceCheck | None] = [None] * len(sources)
     queues: dict[str, deque[int]] = {}
     for index, source in enumerate(sources):
         queues.setdefault(_host(source.url), deque()).append(index)
+    turns = {host: _HostTurns() for host in queues}
 
-    def lane(queue: deque[int]) -> None:
+    def lane(host: str) -> None:
+        queue, turn = queues[host], turns[host]
         while True:
             try:
                 index = queue.popleft()
             except IndexError:
                 return
-            results[index] = check_source(sources[index], user_agent, timeout, stale_days, robots)
+            source = sources[index]
+            delay = max(download_delay, min(robots.crawl_delay(source.url), MAX_CRAWL_DELAY) if robots else 0.0)
+            with turn.lock:
+                refusal, wait = turn.resting, turn.next_at - time.monotonic()
+                turn.next_at = max(turn.next_at, time.monotonic()) + delay
+            if refusal is not None:
+                results[index] = SourceCheck(source.name, source.url, "429", False, 0, None, "blocked", refusal)
+                continue
+            if wait > 0:
+                time.sleep(wait)
+            results[index] = result = check_source(source, user_agent, timeout, stale_days, robots)
+            if result.status == "429":  # too many requests: the host's other sources are not asked
+                turn.resting = f"not asked: {host} answered HTTP 429 to {source.name}"
 
     # every host's first lane before any host's second: the hosts share the workers
-    lanes = [queue for n in range(max(per_host, 1)) for queue in queues.values() if len(queue) > n]
+    lanes = [host for n in range(max(per_host, 1)) for host, queue in queues.items() if len(queue) > n]
     with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
-        for done in [pool.submit(lane, queue) for queue in lanes]:
+        for done in [pool.submit(lane, host) for host in lanes]:
             done.result()
     return [result for result in results if result is not None]
+
+
+@dataclass
+class _HostTurns:
+    """When a host's next check may start (download_delay, or its robots.txt's Crawl-delay, between
+    two), and why it is asked nothing more (a 429)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    next_at: float = 0.0
+    resting: str | None = None
 
 
 def _host(url: str) -> str:

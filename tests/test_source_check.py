@@ -211,13 +211,29 @@ def test_check_keeps_to_concurrency_per_domain_per_host_and_reads_robots_txt_onc
     with counting_site(routes, latency=0.15) as big, counting_site(routes, host="127.0.0.2", latency=0.15) as other:
         sources = [(f"big{i}", f"{big.base_url}/f{i}.xml") for i in range(8)]
         sources += [(f"other{i}", f"{other.base_url}/f{i}.xml") for i in range(4)]
-        result, _ = check(tmp_path, sources_toml(*sources, crawl="concurrency_per_domain = 2"))
+        result, _ = check(tmp_path, sources_toml(*sources, crawl="concurrency_per_domain = 2\ndownload_delay = 0"))
     assert result.stdout.splitlines()[-1] == "12 ok"
     assert big.most_in_flight == 2 and other.most_in_flight == 2  # the configured limit, and used
     for site in (big, other):
         assert paths(site)[0] == "/robots.txt" and paths(site).count("/robots.txt") == 1
     # the hosts are still checked side by side, each at its own limit
     assert any(b[2] < o[3] and o[2] < b[3] for b in big.requests for o in other.requests)
+
+
+def test_check_keeps_a_hosts_crawl_delay_and_asks_nothing_more_of_a_host_that_answers_429(tmp_path):
+    feed = (200, rss(datetime.now(timezone.utc)), FEED_TYPE)
+    slow = {"/robots.txt": (200, b"User-agent: *\nCrawl-delay: 1\n", {"Content-Type": "text/plain"}),
+            **{f"/f{i}.xml": feed for i in range(3)}}
+    limited = {"/f0.xml": (429, b"slow down", {"Content-Type": "text/plain"}), **{f"/f{i}.xml": feed for i in range(1, 4)}}
+    with counting_site(slow) as paced, counting_site(limited, host="127.0.0.2") as busy:
+        sources = [(f"paced{i}", f"{paced.base_url}/f{i}.xml") for i in range(3)]
+        sources += [(f"busy{i}", f"{busy.base_url}/f{i}.xml") for i in range(4)]
+        result, verdicts = check(tmp_path, sources_toml(*sources, crawl="concurrency_per_domain = 1\ndownload_delay = 0"))
+    starts = sorted(start for path, _agent, start, _end in paced.requests if path.startswith("/f"))
+    assert len(starts) == 3 and all(b - a >= 0.95 for a, b in zip(starts, starts[1:])), starts  # Crawl-delay: 1
+    assert [p for p in paths(busy) if p != "/robots.txt"] == ["/f0.xml"]
+    for i in (1, 2, 3):
+        assert "blocked (not asked: 127.0.0.2 answered HTTP 429 to busy0)" in verdicts[f"busy{i}"]
 
 
 ROBOTS = (
