@@ -14,8 +14,9 @@ refused at once with that reason instead of each waiting for its own timeout. A 
 robots.txt has its own size limit, not `max_page_bytes` (RFC 9309, 2.5: a crawler parses at
 least 500 KiB and may ignore the rest): its first ARMSWATCH_ROBOTSTXT_MAXSIZE bytes are kept and
 obeyed, cut at the last whole line, however long the file is. It is asked for uncompressed, so
-the cut applies to what a site wrote; a body sent compressed anyway keeps a hard limit for both
-the transfer and its inflation (no gzip bomb), and past it the host is unreachable (too large).
+the cut applies to what a site wrote; a body sent compressed anyway is inflated up to a hard
+limit a few times larger (ARMSWATCH_ROBOTSTXT_INFLATED_MAXSIZE: no gzip bomb) and then cut
+likewise; past that limit the host is unreachable (too large).
 
 Rules are matched against the crawler's own User-Agent (ROBOTSTXT_USER_AGENT, set from
 `[crawl].user_agent`), not the header a source may send instead.
@@ -91,6 +92,7 @@ class RobotsTxtMiddleware(ScrapyRobotsTxtMiddleware):
         super().__init__(crawler)
         self._unreachable: dict[str, str] = {}  # netloc -> why its robots.txt could not be read
         self._max_bytes = crawler.settings.getint("ARMSWATCH_ROBOTSTXT_MAXSIZE")
+        self._max_inflated_bytes = crawler.settings.getint("ARMSWATCH_ROBOTSTXT_INFLATED_MAXSIZE")
         crawler.signals.connect(self._headers_received, signal=signals.headers_received)
         crawler.signals.connect(self._bytes_received, signal=signals.bytes_received)
 
@@ -112,11 +114,12 @@ class RobotsTxtMiddleware(ScrapyRobotsTxtMiddleware):
         """Scrapy's HTTP handler reads `download_maxsize` right after this signal, and
         HttpCompressionMiddleware again when it inflates: an uncompressed robots.txt has no
         transfer limit there (_bytes_received stops it at ours, keeping what came), a compressed
-        one keeps ours as the limit of both."""
+        one keeps a hard limit for both, a few times ours (ARMSWATCH_ROBOTSTXT_INFLATED_MAXSIZE),
+        and is cut to ours once inflated."""
         if not request.meta.get(_ROBOTS):
             return
         if headers.get(b"Content-Encoding"):
-            request.meta["download_maxsize"] = self._max_bytes
+            request.meta["download_maxsize"] = self._max_inflated_bytes
             request.meta.pop(_LEFT, None)
         else:
             request.meta["download_maxsize"] = 0

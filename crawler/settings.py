@@ -20,6 +20,8 @@ ROBOTSTXT_USER_AGENT = USER_AGENT
 # RFC 9309, 2.5: at least 500 KiB of a robots.txt are parsed; past this its rest is ignored, and
 # max_page_bytes does not apply to it (crawler.robotstxt)
 ARMSWATCH_ROBOTSTXT_MAXSIZE = 512 * 1024
+# one sent compressed anyway (it is asked for uncompressed) is inflated up to this, then cut likewise
+ARMSWATCH_ROBOTSTXT_INFLATED_MAXSIZE = 4 * 1024 * 1024
 CONCURRENT_REQUESTS = 32
 CONCURRENT_REQUESTS_PER_DOMAIN = 2
 # Scrapy's global limit also counts the requests that wait for their host's robots.txt, so each

@@ -170,6 +170,14 @@ def test_a_robots_txt_longer_than_500_kib_is_obeyed_in_part_not_a_blocked_host(s
         assert site.httpd.sent < 16_000_000  # type: ignore[attr-defined]  # stopped early, not read for a whole timeout
 
 
+def test_a_long_robots_txt_sent_gzipped_is_obeyed_in_part_too(site, tmp_path):
+    rules = b"User-agent: *\nDisallow: /private/\n" + b"# a long comment line\n" * 50_000  # 1.1 MB once inflated
+    site.serve("/robots.txt", gzip.compress(rules), "text/plain", **{"Content-Encoding": "gzip"})
+    site.news(["/a/one.html", "/private/two.html"])
+    crawl(tmp_path, [{"name": "wire", "url": f"{site.base}/feed.xml"}])
+    assert "/a/one.html" in site.paths() and "/private/two.html" not in site.paths()
+
+
 def test_a_robots_txt_gzip_bomb_is_not_inflated_past_the_limit_nor_taken_for_no_rules(site, tmp_path):
     """A robots.txt sent gzip-compressed (though asked for uncompressed) that inflates past the
     limit is too large to read: the host is not crawled, as when robots.txt cannot be reached."""
