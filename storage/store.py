@@ -439,10 +439,8 @@ class ArticleStore:
         row = self.db.execute("select id, content_hash from articles where url = ?", [canonical]).fetchone()
         if row:
             return int(row[0]), row[1]
-        addresses = list(dict.fromkeys(
-            [url for url in (canonical, *sorted(aliases)) if url]
-            + [variant for url in (canonical, *sorted(aliases)) if url for variant in address_variants(url)]
-        ))
+        listed = [url for url in (canonical, *sorted(alias for alias in aliases if alias)) if url]
+        addresses = list(dict.fromkeys(listed + [variant for url in listed for variant in address_variants(url)]))
         marks = ",".join("?" * len(addresses))
         found = {
             url: (int(article_id), content_hash)

@@ -16,23 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import rows, run_armswatch
+from tests.test_source_runs import article, rss
 from tests.test_sources import health, write_config
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"
-ARMS = "Russia received a new batch of Shahed drones from Iran, the ministry of defence said on Monday."
-
-
-def article(title: str) -> bytes:
-    paragraphs = "".join(f"<p>{ARMS} Paragraph {i} adds detail about the delivery and the payment.</p>" for i in range(4))
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>'
-            f"<body><article><h1>{title}</h1>{paragraphs}</article></body></html>").encode()
-
-
-def rss(base: str, paths: list[str]) -> bytes:
-    items = "".join(f"<item><title>{path}</title><link>{base}{path}</link></item>" for path in paths)
-    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>Wire</title>{items}</channel></rss>'.encode()
-
-
 Page = tuple[int, bytes, dict[str, str]]
 
 
