@@ -73,6 +73,7 @@ _TITLE_SPLIT = re.compile(r"\s+[|–—-]\s+|\s+[:·•]\s+(?=[^:]*$)")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 # <head> only: a canonical link in the body is as likely to belong to an embedded story
 _CANONICAL_LINKS = etree.XPath('/html/head/link[@rel="canonical"]/@href', smart_strings=False)
+_AMP_LINKS = etree.XPath('/html/head/link[@rel="amphtml"]/@href', smart_strings=False)
 
 # trafilatura's own parser settings, but every element is a plain HtmlElement: lxml.html's default
 # lookup calls back into Python for each element lxml hands out (form fields get their own
@@ -268,6 +269,20 @@ def _canonical(tree: HtmlElement, meta: dict[str, str], url: str) -> str:
     return canonical_url(url)
 
 
+def _amp_address(tree: HtmlElement, url: str) -> str | None:
+    """The page's AMP version (rel=amphtml), in canonical form, when it is on the same site: a feed
+    or sitemap that lists it later names this article, not a new one."""
+    for href in _AMP_LINKS(tree)[:1]:
+        absolute = urljoin(url, (href or "").strip())
+        try:
+            site = registered_domain(url)
+            same_site = urlsplit(absolute).scheme in ("http", "https") and site is not None and registered_domain(absolute) == site
+        except ValueError:
+            return None
+        return canonical_url(absolute) if same_site and absolute != url else None
+    return None
+
+
 _VARIANT_ENDINGS = ("amp", "amp.html", "amphtml", "print", "print.html", "full")  # /story/amp names the page /story
 _SECTION_WORD = re.compile(r"[^\W\d_]+")  # "news", "world": no digits, no second word
 
@@ -417,6 +432,7 @@ def _extract(html: bytes, url: str, headers: Mapping[str, str] | None, entry: Fe
     author = _author(meta, ld)
     declared_language = _declared_language(tree, meta)
     canonical = _canonical(tree, meta, url)
+    amp = _amp_address(tree, url)
     site_name = _site_name(meta, ld)
 
     for element in _TEXTLESS_ELEMENTS(tree):
@@ -442,6 +458,7 @@ def _extract(html: bytes, url: str, headers: Mapping[str, str] | None, entry: Fe
         site_name=site_name,
         language=detect_language(text, declared_language),
         summary_only=summary_only,
+        other_addresses=(amp,) if amp else (),
     )
 
 

@@ -50,6 +50,7 @@ class Article:
     language: str | None = None  # ISO 639-1 code
     summary_only: bool = False  # body came from the feed entry, not the page
     missing: tuple[str, ...] = ()  # fields that could not be found, e.g. ("author",)
+    other_addresses: tuple[str, ...] = ()  # the page's own other versions (rel=amphtml): known, not fetched again
 
 
 @dataclass(frozen=True)

@@ -391,7 +391,7 @@ class ArticleStore:
             return None
         now = utc_now()
         digest = processed.content_hash or text_hash(article.text)
-        aliases = {processed.page_url, article.url, article.canonical_url}
+        aliases = {processed.page_url, article.url, article.canonical_url, *article.other_addresses}
         with self.transaction():
             existing = self._find_article(article.canonical_url, aliases)
             if existing is not None:
