@@ -9,7 +9,7 @@ Hosts of the configured sources themselves are trusted: the user chose them.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
@@ -64,15 +64,27 @@ def retry_after_seconds(value: bytes | None) -> float | None:
     return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
 
 
-def rest_reason(url: str, status: int, retry_after: bytes | None) -> str:
+def rest_reason(url: str, status: int, retry_after: bytes | None, until: str = "in this run") -> str:
     wait = f" (Retry-After: {one_line(retry_after.decode('latin-1'))[:60]})" if retry_after else ""
-    return f"{host_of(url)} answered HTTP {status}{wait}: not asked again in this run"
+    return f"{host_of(url)} answered HTTP {status}{wait}: not asked again {until}"
+
+
+def rest_end(retry_after: bytes | None) -> datetime | None:
+    """When a host that asked for a long rest may be asked again (at most MAX_REST_SECONDS on),
+    for the runs that come before then; None when it named no time, or a pause a run waits out."""
+    seconds = retry_after_seconds(retry_after)
+    if seconds is None or seconds <= MAX_PAUSE_SECONDS:
+        return None
+    return datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=min(seconds, MAX_REST_SECONDS))
 
 
 # A Retry-After up to this many seconds is waited out within the run (the longest delay
 # AutoThrottle itself would set); a longer one, or a 429 that names no time, rests the host until
 # the next run.
 MAX_PAUSE_SECONDS = 30.0
+# A longer one is kept past the run (storage: host_rests), up to this: a site's mistake must not
+# silence it for good.
+MAX_REST_SECONDS = 24 * 3600.0
 
 
 class HostRestMiddleware:

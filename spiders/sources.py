@@ -39,7 +39,7 @@ from crawler.config import Config, Source, load_config
 from crawler.dates import newest_first_key
 from crawler.errors import UNREACHABLE, classify_failure
 from crawler.items import FeedEntry, PageItem
-from crawler.middlewares import HostResting, asks_to_rest, rest_reason
+from crawler.middlewares import HostResting, asks_to_rest, rest_end, rest_reason
 from crawler.safe_text import show_logs_safely
 from crawler.urls import address_variants, canonical_url, host_of, is_fetchable_url
 from spiders.discovery import announced_feeds, common_feed_urls
@@ -129,6 +129,7 @@ class SourcesSpider(scrapy.Spider):
         self.pending_child_validators: dict[tuple[str, str], tuple[str | None, str | None, str]] = {}  # (source, URL)
         self.runs: dict[str, SourceRun] = {}
         self.frontier: ArticleFrontier  # sized from the crawler's settings in from_crawler
+        self.host_rests: dict[str, tuple[str, int, str]] = {}  # host -> (until, status, why): not asked this run
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> SourcesSpider:
@@ -164,6 +165,7 @@ class SourcesSpider(scrapy.Spider):
                 self.store = None
             return
         assign_unassigned(self.store)  # articles stored before story clustering existed
+        self.host_rests = self.store.host_rests()
 
     def on_closed(self, spider: scrapy.Spider, reason: str) -> None:
         self.frontier.close()
@@ -206,6 +208,11 @@ class SourcesSpider(scrapy.Spider):
             return
         for source in self.armswatch_config.enabled_sources:
             self.runs[source.name] = SourceRun(documents={source.url})
+            rest = self.host_rests.get(host_of(source.url))
+            if rest is not None:  # its host asked an earlier run to come back later
+                until, status, why = rest
+                self.source_error(source, source.url, f"HTTP {status}", why, status)
+                continue
             if source.type == "homepage":
                 # A homepage changes on every visit; the feeds it leads to carry the validators.
                 yield self.document_request(source, source.url, HOMEPAGE, conditional=False)
@@ -269,6 +276,7 @@ class SourcesSpider(scrapy.Spider):
             self.source_ok(source, "not modified", 304, 0)
             return
         if response.status >= 400:
+            self.remember_rest(response)
             yield from self.document_error(response.request, f"HTTP {response.status}", f"HTTP {response.status} from {response.url}", response.status)
             return
         encoding = undecoded_encoding(response)
@@ -543,6 +551,7 @@ class SourcesSpider(scrapy.Spider):
             retry_after = response.headers.get(b"Retry-After")
             if asks_to_rest(response.status, retry_after):
                 self.leave_host_alone(host_of(request.url), error_class, rest_reason(request.url, response.status, retry_after))
+                self.remember_rest(response)
         if error_class in PASSING_ERRORS or error_class.startswith("HTTP 5"):
             self.retry_failed_article(source.name, request.url)
 
@@ -551,6 +560,16 @@ class SourcesSpider(scrapy.Spider):
         "partial" in its health at the end of the run (record_problems), as when a further document fails."""
         self.note_error(source, url, error_class, message)
         self.runs[source.name].problems.append((error_class, message))
+
+    def remember_rest(self, response: Response) -> None:
+        """A host that asks for a long rest (Retry-After past what a run waits out) is not asked by
+        the next runs either before then (crawler.middlewares.rest_end)."""
+        retry_after = response.headers.get(b"Retry-After")
+        end = rest_end(retry_after) if asks_to_rest(response.status, retry_after) else None
+        if end is not None:
+            until = end.isoformat().replace("+00:00", "Z")
+            why = rest_reason(response.url, response.status, retry_after, f"before {until}")
+            self.store.rest_host(host_of(response.url), end.isoformat(), response.status, why)
 
     def leave_host_alone(self, host: str, error_class: str, why: str) -> None:
         """The host asked not to be asked again now (crawler.middlewares.HostRestMiddleware, which

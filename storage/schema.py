@@ -355,6 +355,21 @@ def _child_sitemap_validators(db: sqlite_utils.Database) -> None:
     )
 
 
+def _host_rests(db: sqlite_utils.Database) -> None:
+    """Hosts that asked, with a long Retry-After, to be left alone until a time past the run that
+    heard it: the next runs do not ask them before then."""
+    db.executescript(
+        """
+        create table if not exists host_rests (
+            host text primary key,
+            until text not null,
+            status integer not null,
+            reason text not null
+        );
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_initial", _initial),
     ("0002_articles_fts", _full_text_search),
@@ -365,6 +380,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0007_compact_story_keys", _compact_story_keys),
     ("0008_web_text_on_one_line", _web_text_on_one_line),
     ("0009_child_sitemap_validators", _child_sitemap_validators),
+    ("0010_host_rests", _host_rests),
 ]
 
 

@@ -210,6 +210,18 @@ class ArticleStore:
                     [source, url, etag, last_modified, body_hash],
                 )
 
+    def host_rests(self) -> dict[str, tuple[str, int, str]]:
+        """Hosts resting now: host -> (until, HTTP status, why), as rest_host recorded them."""
+        rows = self.db.execute("select host, until, status, reason from host_rests where until > ?", [utc_now()])
+        return {host: (until, status, reason) for host, until, status, reason in rows}
+
+    def rest_host(self, host: str, until: str, status: int, reason: str) -> None:
+        with self.transaction():
+            self.db.execute(
+                "insert or replace into host_rests (host, until, status, reason) values (?, ?, ?, ?)",
+                [host, until, status, shown(reason)],
+            )
+
     def record_source_result(
         self,
         name: str,

@@ -467,10 +467,41 @@ def test_a_host_that_asks_to_be_left_alone_is_not_asked_again_in_the_run(web, tm
 
     serve(web, "/a/s3.html", article("/a/s3.html"), content_type="text/html")
     web.request_log.clear()
+    rest_is_over(db)  # two minutes later
     crawl(config)
     assert stored(db) == set(paths)
     assert not set(asked[:-1]) & set(web.request_log)  # stored already: not fetched again
     assert health(db)["wire"]["status"] == "ok"
+
+
+def rest_is_over(db: Path) -> None:
+    """As if the time a host asked for had passed since."""
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("update host_rests set until = '2000-01-01T00:00:00+00:00'")
+    conn.close()
+
+
+def test_a_host_that_asks_for_an_hour_is_not_asked_by_the_next_runs_before_then(web, tmp_path):
+    b = web.base_url
+    serve(web, "/feed.xml", b"slow down", status=429, content_type="text/plain", headers={"Retry-After": "3600"})
+    config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}])
+    db = tmp_path / "x.db"
+    crawl(config)
+    assert health(db)["wire"]["status"] == "HTTP 429"
+
+    web.request_log.clear()
+    crawl(config)
+    assert web.request_log == []  # not even its robots.txt
+    state = health(db)["wire"]
+    assert state["status"] == "HTTP 429" and state["consecutive_failures"] == 2
+    assert "127.0.0.1 answered HTTP 429 (Retry-After: 3600): not asked again before" in state["error"]
+
+    rest_is_over(db)  # an hour later
+    serve(web, "/feed.xml", rss(b, ["/a/one.html"]))
+    serve(web, "/a/one.html", article("One"), content_type="text/html")
+    crawl(config)
+    assert health(db)["wire"]["status"] == "ok" and stored(db) == {"/a/one.html"}
 
 
 def test_a_short_retry_after_holds_the_hosts_next_request_back_that_long(web, tmp_path):
