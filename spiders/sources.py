@@ -210,7 +210,7 @@ class SourcesSpider(scrapy.Spider):
             self.runs[source.name] = SourceRun(documents={source.url})
             rest = self.host_rests.get(host_of(source.url))
             if rest is not None:  # its host asked an earlier run to come back later
-                until, status, why = rest
+                _until, status, why = rest  # `why` names the time
                 self.source_error(source, source.url, f"HTTP {status}", why, status)
                 continue
             if source.type == "homepage":

@@ -403,12 +403,15 @@ class ArticleStore:
             return None
         now = utc_now()
         digest = processed.content_hash or text_hash(article.text)
-        aliases = {processed.page_url, article.url, article.canonical_url, *article.other_addresses}
+        aliases = {processed.page_url, article.url, article.canonical_url}
+        # the page's other versions (AMP) make later listings of them known; they never make this
+        # page another one's: a CMS that gives every page the same AMP link must not merge them
+        also_known = aliases | set(article.other_addresses)
         with self.transaction():
             existing = self._find_article(article.canonical_url, aliases)
             if existing is not None:
                 article_id, old_hash = existing
-                self._add_aliases(article_id, aliases)
+                self._add_aliases(article_id, also_known)
                 if old_hash == digest or not refresh:
                     return SavedArticle(article_id, False, False, 0)
                 self._insert(
@@ -439,7 +442,7 @@ class ArticleStore:
                     "fetched_at": now,
                 },
             )
-            self._add_aliases(article_id, aliases)
+            self._add_aliases(article_id, also_known)
             added = self._insert_matches(article_id, processed.matches, recipients_for_rule, now)
             return SavedArticle(article_id, True, False, added)
 

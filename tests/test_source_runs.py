@@ -529,18 +529,22 @@ def test_a_gzip_sitemap_that_inflates_past_the_protocols_limit_is_too_large_not_
 
 def test_the_amp_version_a_stored_article_declares_is_not_fetched_when_listed_later(web, tmp_path):
     b = web.base_url
-    page = article("Story").replace(b"</head>", b'<link rel="amphtml" href="/amp/story.html"></head>')
-    serve(web, "/feed.xml", rss(b, ["/a/story.html"]))
-    serve(web, "/a/story.html", page, content_type="text/html")
+    amp = b'<link rel="amphtml" href="/amp/story.html"></head>'
+    serve(web, "/feed.xml", rss(b, ["/a/story.html", "/a/other.html"]))
+    serve(web, "/a/story.html", article("Story").replace(b"</head>", amp), content_type="text/html")
     serve(web, "/amp/story.html", article("Story"), content_type="text/html")
+    # a CMS slip: another story declares the same AMP page; it is still a story of its own
+    other = article("Other", "Egypt signed a contract for Rafale fighter jets with France in Cairo on Tuesday.")
+    serve(web, "/a/other.html", other.replace(b"</head>", amp), content_type="text/html")
     config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{b}/feed.xml"}])
     crawl(config)
+    assert stored(tmp_path / "x.db") == {"/a/story.html", "/a/other.html"}
     serve(web, "/feed.xml", rss(b, ["/amp/story.html"]))
     web.request_log.clear()
     result = crawl(config)
     assert "0 new articles" in result.stdout, result.stdout
     assert "/amp/story.html" not in web.request_log
-    assert len(rows(tmp_path / "x.db", "select * from articles")) == 1
+    assert len(rows(tmp_path / "x.db", "select * from articles")) == 2
 
 
 def refuse(db: Path, trigger: str) -> None:
