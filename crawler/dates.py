@@ -11,7 +11,7 @@ import calendar
 import re
 import time
 from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_tz
+from email.utils import parsedate_to_datetime, parsedate_tz
 
 EARLIEST_YEAR = 1990  # an earlier "published" date is a CMS placeholder
 FUTURE_SLACK = timedelta(days=2)  # a later date is no publication date (zones and clocks aside)
@@ -48,6 +48,16 @@ def moment_of(value: str | None) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def rfc822_moment(value: str | None) -> datetime | None:
+    """An RFC 822 / HTTP date ("Wed, 21 Oct 2015 07:28:00 GMT") as an aware datetime (UTC when it
+    names no zone), else None."""
+    try:
+        moment = parsedate_to_datetime((value or "").strip())
+    except (TypeError, ValueError, IndexError):
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 

@@ -518,6 +518,19 @@ def article_report(article: Article, as_json: bool) -> str:
     return "\n".join(lines)
 
 
+def _warning_robots_check(user_agent: str, warn: Callable[[str], None]) -> Callable[[str], None]:
+    """A robots.txt check that warns instead of refusing: a page asked for by hand is still shown."""
+    robots = RobotsRules(user_agent, FETCH_TIMEOUT)
+
+    def check(url: str) -> None:
+        try:
+            robots.check(url)
+        except Refused as refusal:
+            warn(f"{refusal}; fetched anyway, as asked (a crawl would not fetch it)")
+
+    return check
+
+
 def load_source(
     file_or_url: str,
     user_agent: str = USER_AGENT,
@@ -536,16 +549,7 @@ def load_source(
     """
     scheme = urlsplit(file_or_url).scheme.lower()
     if scheme in ("http", "https"):
-        robots_check = None
-        if obey_robots and warn is not None:
-            robots = RobotsRules(user_agent, FETCH_TIMEOUT)
-
-            def robots_check(url: str) -> None:
-                try:
-                    robots.check(url)
-                except Refused as refusal:
-                    warn(f"{refusal}; fetched anyway, as asked (a crawl would not fetch it)")
-
+        robots_check = _warning_robots_check(user_agent, warn) if obey_robots and warn is not None else None
         asked = threading.Thread(target=robots_check, args=(file_or_url,), daemon=True) if robots_check else None
         if asked is not None:
             asked.start()

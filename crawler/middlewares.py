@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
 from scrapy import Request, Spider, signals
@@ -20,6 +19,7 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.http import HtmlResponse, Response
 from twisted.python.failure import Failure
 
+from crawler.dates import rfc822_moment
 from crawler.safe_text import one_line
 from crawler.urls import host_of, is_fetchable_url, is_private_address, url_problem, without_password
 
@@ -55,13 +55,8 @@ def retry_after_seconds(value: bytes | None) -> float | None:
     text = (value or b"").decode("latin-1").strip()
     if text.isdigit():
         return float(text)
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
+    moment = rfc822_moment(text)
+    return None if moment is None else max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
 
 
 def rest_reason(url: str, status: int, retry_after: bytes | None, until: str = "in this run") -> str:

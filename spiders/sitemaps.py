@@ -13,12 +13,11 @@ import zlib
 from io import BytesIO
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin
 
 from lxml import etree
 
-from crawler.dates import moment_of, newest_first_key, plausible, utc_iso
+from crawler.dates import moment_of, newest_first_key, plausible, rfc822_moment, utc_iso
 from crawler.items import FeedEntry
 
 MAX_SITEMAP_BYTES = 50_000_000  # the sitemap protocol's own limit for one uncompressed file
@@ -94,13 +93,8 @@ def _w3c_span(value: str) -> tuple[datetime, datetime, str] | None:
 
 
 def _rfc822_span(value: str) -> tuple[datetime, datetime, str] | None:
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment, moment, "time"
+    moment = rfc822_moment(value)
+    return (moment, moment, "time") if moment is not None else None
 
 
 def _stored_date(span: tuple[datetime, datetime, str] | None) -> str | None:

@@ -222,11 +222,12 @@ class SourcesSpider(scrapy.Spider):
     def document_request(self, source: Source, url: str, role: str, conditional: bool, **meta: Any) -> Request:
         """A request for a document of `source`; `conditional` ones carry the stored validators."""
         headers: dict[str, str] = {}
-        if conditional and self.store is not None and not self.refresh:
+        if conditional and self.store is not None:
             validators = self.stored_validators(source, url, role)
-            if validators["etag"]:
+            meta["stored_hash"] = validators["body_hash"]  # what parse_document compares the body with
+            if validators["etag"] and not self.refresh:
                 headers["If-None-Match"] = validators["etag"]
-            if validators["last_modified"]:
+            if validators["last_modified"] and not self.refresh:
                 headers["If-Modified-Since"] = validators["last_modified"]
         if source.user_agent:
             headers["User-Agent"] = source.user_agent
@@ -286,7 +287,7 @@ class SourcesSpider(scrapy.Spider):
         stats.inc_value("armswatch/sources_fetched")
         if response.meta["conditional"]:
             body_hash = hashlib.sha256(response.body).hexdigest()
-            stored_hash = self.stored_validators(source, response.meta["document_url"], role)["body_hash"]
+            stored_hash = response.meta.get("stored_hash")
             if not self.refresh and stored_hash == body_hash and role == CHILD_SITEMAP:
                 self.child_unchanged(source)
                 return
