@@ -20,17 +20,22 @@ import numpy as np
 
 from crawler.fingerprints import MINHASH_SEED, NUM_PERM
 
+_DIGEST_WORDS = hashlib.sha1().digest_size // 4  # a SHA-1 digest is five 32-bit words
+
 
 def minhash(shingles: Iterable[str]) -> bytes:
     """The signature: 128 values of 32 bits, little-endian, 512 bytes (the stored format)."""
     sha1 = hashlib.sha1
-    hashes = np.frombuffer(b"".join([sha1(shingle.encode()).digest()[:4] for shingle in shingles]), dtype="<u4")
+    # whole digests, then every fifth 32-bit word: their first 4 bytes, without a slice per shingle
+    digests = b"".join([sha1(shingle.encode()).digest() for shingle in shingles])
+    hashes = np.frombuffer(digests, dtype="<u4")[:: _DIGEST_WORDS]
     if not hashes.size:
         return b"\xff" * (4 * NUM_PERM)  # an empty set: every value at its maximum
     a, b = _permutations()
     with np.errstate(over="ignore"):  # uint32 arithmetic wraps: that is the modulo 2**32
-        mixed = _fmix32(hashes).reshape(-1, 1)
-        return (mixed * a + b).min(axis=0).astype("<u4").tobytes()
+        permuted = np.multiply.outer(_fmix32(hashes), a)
+        permuted += b  # in place: one shingles x 128 array, not two
+        return permuted.min(axis=0).astype("<u4").tobytes()
 
 
 def _fmix32(values: np.ndarray) -> np.ndarray:

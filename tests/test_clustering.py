@@ -417,3 +417,41 @@ def test_signatures_keep_the_stored_format_datasketch_defines(devset):
         reference = MinHash(num_perm=NUM_PERM, scheme=SCHEME)
         reference.update_batch([shingle.encode("utf-8") for shingle in shingles(text)])
         assert text_signature(text) == np.asarray(reference.hashvalues, dtype="<u4").tobytes(), text[:60]
+
+
+def test_the_fingerprint_reads_title_and_text_as_each_reader_does_alone(devset):
+    """One pass over the article feeds the shingles, designations, figures and names: what it
+    finds is what each reader finds in the title and text on its own."""
+    from crawler.fingerprints import designations, fingerprint, names, numbers, text_signature
+
+    stop = frozenset({"reuters"})
+    cases = [(a.title, a.text) for a in devset.values()] + [
+        ("Shahed-136 drones", ""),  # no text: the title is what is signed
+        (None, "Iran sent 1,5 Millionen Schuss, MiG-29s and 300.000 shells on 12 September, Reuters said."),
+        ("Pjöngjang liefert", "Der Vertrag mit Pjöngjang\n\numfasst KN-23 Raketen für 2,5 Mrd. Euro."),
+        ("", "x1 B52 v2.5 -40 1.234.567 ٣٠٠ drones; a20,000 and 20,000 more"),
+    ]
+    for title, text in cases:
+        body = f"{title or ''}\n\n{text or ''}"
+        for language in (None, "de"):
+            fp = fingerprint(title, text, stop, language)
+            assert fp.signature == text_signature(text or title or ""), (title, language)
+            assert fp.designations == designations(body), title
+            assert fp.numbers == numbers(body), title
+            assert fp.names == names(body, stop, language), (title, language)
+
+
+def test_figures_are_read_in_every_format_and_dates_years_and_parts_of_words_are_not():
+    from crawler.fingerprints import numbers
+
+    text = ("Iran sent 1,5 Millionen Schuss and 300.000 shells, 2 400 drones, un million de dollars "
+            "and 45% of its stock on 12 September 2024; MiG-29 v2.5 B52 x1,000 7 boats.")
+    assert numbers(text) == {"1500000", "300000", "2400", "1000000", "45%"}
+
+
+def test_in_german_the_dictionary_tells_nouns_from_names():
+    from crawler.fingerprints import fold, name_key, names
+
+    sentence = "Sie unterzeichneten den Vertrag mit Schoigu über Granaten."
+    assert names(sentence, language="de") == {name_key(fold("Schoigu"))}
+    assert name_key(fold("Vertrag")) in names(sentence)  # without the dictionary, a capitalised noun passes
