@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from functools import lru_cache
 
-import simplemma
 
 NUM_PERM = 128
 BANDS = 32  # 32 bands of 4 rows: pairs with Jaccard ~0.4 and above usually share a band
@@ -281,6 +280,8 @@ def _dictionary_word(token: str, language: str | None) -> bool:
     index (16 and 38 MB); a lookup costs some 13 microseconds more, and names repeat."""
     if not language:
         return False
+    import simplemma  # here: the crawl process, which only compares fingerprints, never loads it (4 MB)
+
     try:
         return simplemma.is_known(token, lang=language, low_memory=True)
     except (ValueError, KeyError):  # a language simplemma has no dictionary for
