@@ -190,6 +190,8 @@ class HeadMetaRefreshMiddleware(MetaRefreshMiddleware):
     HEAD_BYTES = 4 * 4096  # 4,096 characters of UTF-8 at most
 
     def process_response(self, request: Request, response: Response, spider: Spider | None = None):
+        if isinstance(response, HtmlResponse) and not self.may_refresh(response.body[: self.HEAD_BYTES]):
+            return response
         if not isinstance(response, HtmlResponse) or len(response.body) <= self.HEAD_BYTES:
             return super().process_response(request, response)
         # not response.replace(): it copies the encoding, which for a page that declares none
@@ -200,3 +202,12 @@ class HeadMetaRefreshMiddleware(MetaRefreshMiddleware):
         )
         redirected = super().process_response(request, head)
         return response if redirected is head else redirected
+
+    @staticmethod
+    def may_refresh(head: bytes) -> bool:
+        """False when the head cannot hold a refresh tag: the word is not in its bytes.
+
+        Most pages have none, and ruling it out here spares decoding the head and the regexes
+        (4% of the crawl process's time). In every encoding a page can be in, ASCII letters are
+        their ASCII bytes, except UTF-16 and UTF-32, whose zero bytes send the page to the full check."""
+        return b"refresh" in head.lower() or b"\x00" in head

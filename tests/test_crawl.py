@@ -155,14 +155,17 @@ def test_a_moved_article_is_followed_through_its_meta_refresh(tmp_path):
         "moved.html": _page("Moved", refresh.format("/new/drones.html"), filler * 30),
         # 3,000 Cyrillic characters (6,000 bytes) come before the tag
         "moved-ru.html": _page("Перенесено", "<meta name='x' content='" + "я" * 3000 + "'>" + refresh.format("/new/shells.html"), filler * 30),
+        "moved-upper.html": _page("Moved", refresh.upper().format("/new/mines.html"), ""),
         "new/drones.html": _page("Iran sends more Shahed drones to Russia", "", story),
         "new/shells.html": _page("North Korea ships artillery shells to Russia", "", story.replace("Shahed drones from Iran", "shells from North Korea")),
+        "new/mines.html": _page("Iran supplies anti-tank mines to Russia", "", story.replace("Shahed drones", "anti-tank mines")),
     }
     for name, html in pages.items():
         (tmp_path / "web" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "web" / name).write_text(html, encoding="utf-8")
     assert len(pages["moved.html"].encode()) > 20_000
-    items = "".join(f"<item><title>{n}</title><link>{{base}}/{n}</link></item>" for n in ("moved.html", "moved-ru.html"))
+    items = "".join(f"<item><title>{n}</title><link>{{base}}/{n}</link></item>"
+                    for n in ("moved.html", "moved-ru.html", "moved-upper.html"))
     with SiteServer(tmp_path / "web") as server:
         (tmp_path / "web" / "feed.xml").write_text(
             '<?xml version="1.0"?><rss version="2.0"><channel><title>Moves</title><link>{base}/</link>'
@@ -173,6 +176,7 @@ def test_a_moved_article_is_followed_through_its_meta_refresh(tmp_path):
     stored = rows(tmp_path / "x.db", "select url, title from articles order by url")
     assert [(r["url"].split("/", 3)[3], r["title"]) for r in stored] == [
         ("new/drones.html", "Iran sends more Shahed drones to Russia"),
+        ("new/mines.html", "Iran supplies anti-tank mines to Russia"),
         ("new/shells.html", "North Korea ships artillery shells to Russia"),
     ]
 
