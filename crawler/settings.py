@@ -85,6 +85,9 @@ DOWNLOADER_MIDDLEWARES = {
     # Scrapy's decodes each whole page to read its first 4 KB, and keeps the copy
     "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
     "crawler.middlewares.HeadMetaRefreshMiddleware": 580,
+    # it filters by a spider's allowed_domains, which armswatch never sets (sources name their
+    # own addresses): it let every request through at 2% of the crawl process's time
+    "scrapy.downloadermiddlewares.offsite.OffsiteMiddleware": None,
 }
 # Scrapy's depth tracking only counts link depth for DEPTH_LIMIT and stats; listing pages
 # count their own pagination depth (max_pages, spiders/sources.py): it is work per page for nothing
