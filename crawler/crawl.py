@@ -12,7 +12,7 @@ from typing import Any
 from scrapy.crawler import CrawlerProcess
 from scrapy.settings import Settings
 
-from crawler.config import Config
+from crawler.config import Config, robots_product_token
 from crawler.memory import return_large_allocations
 from spiders.sources import SourcesSpider
 from storage.store import ArticleStore, StoreError
@@ -45,7 +45,7 @@ def scrapy_settings(config: Config, verbose: bool = False) -> Settings:
     settings.setdict(
         {
             "USER_AGENT": crawl.user_agent,
-            "ROBOTSTXT_USER_AGENT": crawl.user_agent,  # whatever User-Agent a source sends
+            "ROBOTSTXT_USER_AGENT": robots_product_token(crawl.user_agent),  # whatever User-Agent a source sends
             "DOWNLOAD_TIMEOUT": crawl.download_timeout,
             "DOWNLOAD_MAXSIZE": crawl.max_page_bytes,
             "DOWNLOAD_WARNSIZE": min(crawl.max_page_bytes, 2_000_000),

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urlsplit
 
+from crawler.config import robots_product_token
 from crawler.settings import ARMSWATCH_ROBOTSTXT_MAXSIZE
 from crawler.urls import is_fetchable_url
 
@@ -243,7 +244,8 @@ class RobotsRules:
     one robots.txt, those of other sites do not."""
 
     def __init__(self, user_agent: str, timeout: float, max_bytes: int = ROBOTS_MAX_BYTES):
-        self.user_agent = user_agent
+        self.user_agent = user_agent  # sent when robots.txt is asked for
+        self.product_token = robots_product_token(user_agent)  # what its groups are matched against
         self.timeout = timeout
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
@@ -255,13 +257,13 @@ class RobotsRules:
         if site.unreachable is not None:
             error_class, why = site.unreachable
             raise RobotsUnreachable(f"{url} not fetched: robots.txt unreachable ({error_class}): {why}", error_class)
-        if site.rules is not None and not site.rules.can_fetch(url, self.user_agent):
+        if site.rules is not None and not site.rules.can_fetch(url, self.product_token):
             raise RobotsDenied(f"robots.txt forbids {url}")
 
     def crawl_delay(self, url: str) -> float:
         """The Crawl-delay the site's robots.txt asks of the crawler (0 when none)."""
         rules = self._site(url).rules
-        delay = rules.crawl_delay(self.user_agent) if rules is not None else None
+        delay = rules.crawl_delay(self.product_token) if rules is not None else None
         return float(delay) if delay and delay > 0 else 0.0
 
     def _site(self, url: str) -> _SiteRobots:

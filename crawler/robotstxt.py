@@ -18,8 +18,8 @@ the cut applies to what a site wrote; a body sent compressed anyway is inflated 
 limit a few times larger (ARMSWATCH_ROBOTSTXT_INFLATED_MAXSIZE: no gzip bomb) and then cut
 likewise; past that limit the host is unreachable (too large).
 
-Rules are matched against the crawler's own User-Agent (ROBOTSTXT_USER_AGENT, set from
-`[crawl].user_agent`), not the header a source may send instead.
+Rules are matched against the crawler's own User-Agent (ROBOTSTXT_USER_AGENT: the product token
+of `[crawl].user_agent`), not the header a source may send instead.
 """
 
 from __future__ import annotations

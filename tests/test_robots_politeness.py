@@ -175,3 +175,13 @@ def test_a_robots_txt_gzip_bomb_is_not_inflated_past_the_limit_nor_taken_for_no_
     assert site.paths() == ["/robots.txt"]
     state = health(tmp_path / "x.db")["wire"]
     assert state["status"] == "too large" and "robots.txt unreachable" in state["error"], state
+
+
+def test_groups_named_for_other_words_of_the_user_agent_are_not_armswatchs(site, tmp_path):
+    """robots.txt groups are matched against the product token, "armswatch" (RFC 9309, 2.2.1):
+    a group for "news" bots is not armswatch's because its User-Agent says "news monitoring"."""
+    site.serve("/robots.txt", b"User-agent: news\nDisallow: /\n\nUser-agent: *\nDisallow: /private/\n", "text/plain")
+    site.news(["/a/one.html"])
+    crawl(tmp_path, [{"name": "wire", "url": f"{site.base}/feed.xml"}])
+    assert site.paths() == ["/robots.txt", "/feed.xml", "/a/one.html"]
+    assert health(tmp_path / "x.db")["wire"]["status"] == "ok"

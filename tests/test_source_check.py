@@ -322,3 +322,20 @@ def test_check_reads_a_gzipped_feed_and_stops_a_gzip_bomb_without_inflating_it(t
     assert f"too large: {base}/bomb.xml is larger than 10,000,000 bytes once decompressed" in verdicts["bomb"]
     assert f"{base}/xz.xml answered in Content-Encoding 'xz', which cannot be read here" in verdicts["xz"]
     assert result.peak_rss_mb < 200  # the bomb inflates to 1 GB; the check holds at most its 10 MB limit
+
+
+def test_check_matches_robots_groups_to_the_user_agents_product_token(tmp_path):
+    """"testbot/1.0 (+https://example.org/contact)" is testbot: a group for "example" is not its."""
+    routes = {
+        "/robots.txt": (200, b"User-agent: example\nDisallow: /\n\nUser-agent: testbot\nDisallow: /private/\n",
+                        {"Content-Type": "text/plain"}),
+        "/good.xml": (200, rss(datetime.now(timezone.utc)), FEED_TYPE),
+    }
+    with counting_site(routes) as site:
+        base = site.base_url
+        _, verdicts = check(tmp_path, sources_toml(
+            ("allowed", f"{base}/good.xml"), ("private", f"{base}/private/feed.xml"),
+            crawl=f'user_agent = "{CRAWLER_UA}"',
+        ))
+    assert " ok" in verdicts["allowed"]
+    assert f"blocked (robots.txt forbids {base}/private/feed.xml)" in verdicts["private"]
