@@ -23,6 +23,8 @@ def is_email_address(text: str) -> bool:
 
 SOURCE_TYPES = ("feed", "sitemap", "page", "homepage")
 DEFAULT_USER_AGENT = "armswatch/0.1 (+https://github.com/armswatch/armswatch; news monitoring)"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def robots_product_token(user_agent: str) -> str:
@@ -31,8 +33,6 @@ def robots_product_token(user_agent: str) -> str:
     also applied groups named for any other word in it ("github", "news", "monitoring")."""
     token = re.match(r"[A-Za-z0-9_-]+", user_agent.strip())  # RFC 9309 allows no digits; users name bots "Bot2"
     return token.group() if token else user_agent
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class ConfigError(ValueError):

@@ -276,8 +276,8 @@ def _dictionary_word(token: str, language: str | None) -> bool:
     """Whether simplemma knows the word, read from its compressed dictionary as it ships.
 
     Its default lookup unpacks the whole dictionary into a dict in each extraction worker:
-    102 MB for German, 253 MB with Russian. The low-memory one keeps the packed stream and an
-    index (16 and 38 MB); a lookup costs some 13 microseconds more, and names repeat."""
+    about 100 MB for German, 120 for Russian. The low-memory one keeps the packed stream and an
+    index (15 and 20 MB); a lookup costs some 13 microseconds more, and names repeat."""
     if not language:
         return False
     import simplemma  # here: the crawl process, which only compares fingerprints, never loads it (4 MB)

@@ -6,7 +6,7 @@ untrusted sites sets each of these on purpose. Values a user may change come fro
 TOML config (crawler.config.CrawlSettings) and override these in crawler.crawl.
 """
 
-from crawler.config import DEFAULT_USER_AGENT, robots_product_token
+from crawler import config as _config  # lower case: not read as a Scrapy setting
 
 BOT_NAME = "armswatch"
 SPIDER_MODULES = ["spiders"]
@@ -14,11 +14,11 @@ NEWSPIDER_MODULE = "spiders"
 
 # Politeness
 ROBOTSTXT_OBEY = True
-USER_AGENT = DEFAULT_USER_AGENT
+USER_AGENT = _config.DEFAULT_USER_AGENT
 # robots.txt rules are matched against the crawler's own User-Agent (crawler.crawl sets it from
 # [crawl].user_agent), not each request's header: a source's browser string must not slip past
 # rules written for armswatch. Its product token, as RFC 9309 asks: "armswatch"
-ROBOTSTXT_USER_AGENT = robots_product_token(USER_AGENT)
+ROBOTSTXT_USER_AGENT = _config.robots_product_token(USER_AGENT)
 # RFC 9309, 2.5: at least 500 KiB of a robots.txt are parsed; past this its rest is ignored, and
 # max_page_bytes does not apply to it (crawler.robotstxt)
 ARMSWATCH_ROBOTSTXT_MAXSIZE = 512 * 1024
