@@ -47,18 +47,24 @@ def _codec_name(label: bytes | str | None) -> str | None:
         return None
 
 
-def declared_charset(html: bytes, headers: Mapping[str, str] | None = None) -> str | None:
-    """The charset the HTTP header or the page itself declares (header first, as browsers do)."""
+def declared_charsets(html: bytes, headers: Mapping[str, str] | None = None) -> list[str]:
+    """What the HTTP header declares, then what the page itself does, each once.
+
+    The header comes first, as in browsers; but a server's default ("iso-8859-1") often
+    overrides a page that says what it really is, so the page's own word is the next to try."""
+    found: list[str] = []
     content_type = (headers or {}).get("content-type", "")
     match = _HEADER_CHARSET.search(content_type)
     if match and (name := _codec_name(match.group(1))):
-        return name
+        found.append(name)
     head = html[:_SNIFF_BYTES]
     for pattern in (_XML_ENCODING, _META_CHARSET):
         match = pattern.search(head)
         if match and (name := _codec_name(match.group(1))):
-            return name
-    return None
+            if name not in found:
+                found.append(name)
+            break
+    return found
 
 
 _SINGLE_BYTE = ("cp12", "cp8", "cp4", "iso8859", "koi8", "mac")  # codec names (codecs.lookup) of charsets that decode any byte
@@ -72,8 +78,9 @@ def _misread(text: str) -> bool:
     an error: Cyrillic read as Latin-1 is nearly all accented capitals and small letters
     ("Çàêóïêà"), Arabic read as Cyrillic nearly all capitals. Real text in those scripts has few
     accented letters among its Latin ones, and few capitals among its Cyrillic or Greek ones (a
-    Latin headline in capitals, "ÚLTIMA HORA: ESPAÑA", is no sign)."""
-    sample = text[:_SAMPLE_CHARS]
+    Latin headline in capitals, "ÚLTIMA HORA: ESPAÑA", is no sign). Only the text between tags
+    counts: the letters of markup, styles and scripts (all ASCII) would hide any share."""
+    sample = _MARKUP.sub(" ", text[: 4 * _SAMPLE_CHARS])[:_SAMPLE_CHARS]
     letters = [c for c in sample if c.isalpha()]
     beyond_ascii = [c for c in letters if ord(c) > 127]
     if len(beyond_ascii) < 20:
@@ -86,11 +93,23 @@ def _misread(text: str) -> bool:
     return len(other_scripts) >= 20 and capitals / len(other_scripts) > 0.5
 
 
+_MARKUP = re.compile(r"<(script|style)\b.*?</\1\s*>|<!--.*?-->|<[^>]*>", re.IGNORECASE | re.DOTALL)
+# A UTF-8 page may hold a few bytes of another charset (a windows-1252 dash pasted into a CMS):
+# with this many well-formed characters beyond ASCII for each bad byte, it is still UTF-8. A
+# legacy charset read as UTF-8 forms a well-formed sequence for a few of its letters at best.
+_UTF8_CHARS_PER_BAD_BYTE = 10
+
+
 def _utf8_or_none(html: bytes) -> str | None:
+    """The page as UTF-8, its stray bytes replaced; None when its bytes are not mostly UTF-8."""
     try:
         return html.decode("utf-8")
     except UnicodeDecodeError:
-        return None
+        pass
+    text = html.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd")
+    well_formed = len(text) - len(text.encode("ascii", "ignore")) - bad  # characters beyond ASCII, in C
+    return text if well_formed >= _UTF8_CHARS_PER_BAD_BYTE * bad else None
 
 
 def decode_html(html: bytes, headers: Mapping[str, str] | None = None, undeclared: str | None = None) -> str:
@@ -101,24 +120,26 @@ def decode_html(html: bytes, headers: Mapping[str, str] | None = None, undeclare
     for bom, codec in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
         if html.startswith(bom):
             return html.decode(codec, errors="replace").lstrip("\ufeff")
-    declared = declared_charset(html, headers)
+    declared = declared_charsets(html, headers)
     utf8 = _utf8_or_none(html)
     # valid UTF-8 with non-ASCII bytes is almost never an accident of a legacy encoding, so it wins
     # over any declaration (pure ASCII reads the same in every charset we accept)
     if utf8 is not None:
         return utf8
-    if declared is not None and declared != "utf_8":
+    for charset in declared:  # the header's, then the page's own when the bytes refuse the header's
+        if charset == "utf_8":
+            continue
         try:
-            text = html.decode(declared)
+            text = html.decode(charset)
         except (UnicodeDecodeError, LookupError):
-            text = None  # the declaration lies: fall through to detection
-        if text is not None and not (declared.startswith(_SINGLE_BYTE) and _misread(text)):
+            continue  # the declaration lies
+        if not (charset.startswith(_SINGLE_BYTE) and _misread(text)):
             return text
-    if declared is None and undeclared is not None:
+    if not declared and undeclared is not None:
         text = html.decode(undeclared, errors="replace")
         if not _misread(text):
             return text
     best = from_bytes(html[:200_000]).best()
     if best is not None and best.encoding:
         return html.decode(best.encoding, errors="replace")
-    return html.decode(declared or "utf-8", errors="replace")
+    return html.decode(declared[0] if declared else "utf-8", errors="replace")

@@ -348,3 +348,26 @@ def test_a_title_is_one_line_of_at_most_a_thousand_characters():
     page = f"<html><head><title>Arms {'deal ' * 3000}</title></head><body><article><p>{'Text of the story. ' * 40}</p></article></body></html>"
     article = extract_article(page.encode(), "https://paper.example/long")
     assert article.title.startswith("Arms deal deal") and len(article.title) == 1000
+
+
+STORY_RU = "Россия получила новую партию иранских беспилотников Shahed, сообщила разведка в понедельник. "
+STYLE = "<style>" + ".site-header .nav-item a { color: #222; padding: 4px 8px; text-decoration: none; }\n" * 120 + "</style>"
+
+
+def test_a_utf8_page_with_a_stray_byte_of_another_charset_is_still_read_as_utf8():
+    """A CMS pasting one windows-1252 dash into a UTF-8 page must not turn the article into mojibake."""
+    page = f"<html><head><meta charset='utf-8'>{STYLE}</head><body><p>{STORY_RU * 8}</p></body></html>".encode()
+    page = page.replace("понедельник".encode(), "понедельник".encode() + b"\x96", 1)
+    text = decode_html(page, {"content-type": "text/html; charset=utf-8"})
+    assert STORY_RU in text and text.count("\ufffd") == 1
+    french = "<p>Des obus nord-coréens livrés à la Russie lundi soir, selon Kyiv.</p>".encode() * 8
+    french = french.replace(b"lundi ", b"lundi\xa0", 1)  # one windows-1252 no-break space
+    assert "livrés à la Russie lundi soir" in decode_html(french)
+
+
+@pytest.mark.parametrize("charset, meta", [("cp1251", "windows-1251"), ("koi8_r", "koi8-r")])
+def test_a_server_default_latin1_header_yields_to_the_charset_the_page_declares(charset, meta):
+    """Old servers label everything iso-8859-1; a page that says it is windows-1251 behind 5 KB of
+    styles (all ASCII letters, which hid the misreading) is read as what it says."""
+    page = f"<html><head><meta charset='{meta}'>{STYLE}</head><body><p>{STORY_RU * 3}</p></body></html>".encode(charset)
+    assert STORY_RU in decode_html(page, {"content-type": "text/html; charset=iso-8859-1"})
