@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from twisted.python.failure import Failure
 from crawler.clustering import assign_unassigned
 from crawler.config import Config, Source, load_config
 from crawler.dates import newest_first_key
+from crawler.encoding import decode_html
 from crawler.errors import UNREACHABLE, classify_failure
 from crawler.items import FeedEntry, PageItem
 from crawler.middlewares import HostResting, asks_to_rest, rest_end, rest_reason
@@ -62,6 +64,7 @@ ANNOUNCED = "announced feed"  # a feed the homepage links to
 PROBE = "probed feed"  # a conventional feed path tried when the homepage announces none
 CHILD_SITEMAP = "child sitemap"
 NEXT_PAGE = "next page"  # page 2.. of a listing
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 READ_ERRORS = (FeedParseError, SitemapError, ListingError, ValueError)
 # Article failures the next run may not meet: the source's validators are then not saved, so
@@ -333,9 +336,7 @@ class SourcesSpider(scrapy.Spider):
     # -- one reader per source type ----------------------------------------------------------
 
     def read_feed(self, source: Source, response: Response) -> Iterable[Request]:
-        content_type = response.headers.get(b"Content-Type")
-        headers = {"content-type": content_type.decode("latin-1")} if content_type else {}
-        parsed = parse_feed(response.body, response.url, headers)
+        parsed = parse_feed(response.body, response.url, _charset_headers(response))
         entries = self.listed(source, parsed.entries)
         self.runs[source.name].feed_found = True
         self.source_ok(source, "ok", response.status, len(entries))
@@ -704,12 +705,18 @@ class SourcesSpider(scrapy.Spider):
         )
 
 
-def _text_of(response: Response) -> str | bytes:
-    """Decoded text when Scrapy knows the encoding (headers, meta, BOM), else the raw bytes."""
-    try:
-        return response.text
-    except AttributeError:
-        return response.body
+def _charset_headers(response: Response) -> dict[str, str]:
+    """The header crawler.encoding reads a charset from."""
+    content_type = response.headers.get(b"Content-Type")
+    return {"content-type": content_type.decode("latin-1")} if content_type else {}
+
+
+def _text_of(response: Response) -> str:
+    """A listing or home page decoded as article pages are (crawler.encoding): a charset the
+    bytes refuse is overruled. Scrapy's `response.text` takes the header's word for it, and a
+    windows-1251 listing served as iso-8859-1 gave links to pages that do not exist."""
+    text = decode_html(response.body, _charset_headers(response))
+    return _XML_DECLARATION.sub("", text, count=1)  # lxml refuses a str that names its encoding
 
 
 def undecoded_encoding(response: Response) -> str | None:

@@ -14,7 +14,7 @@ import threading
 import time
 from io import BytesIO
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
@@ -715,3 +715,23 @@ def stored_if_any(db: Path) -> set[str]:
         return stored(db)
     except sqlite3.OperationalError:  # no database, or no table, yet
         return set()
+
+
+STYLES = "<style>" + ".site-header .nav-item a { color: #222; padding: 4px 8px; }\n" * 120 + "</style>"
+
+
+@pytest.mark.parametrize("header", ["text/html; charset=iso-8859-1", "text/html; charset=utf-8"])
+def test_a_windows_1251_listing_under_a_servers_default_charset_leads_to_its_articles(web, tmp_path, header):
+    """The listing says windows-1251 in its head; the server's header says otherwise. Its links,
+    raw Cyrillic, are read as the page declares, as article pages are: read as the header says,
+    they named pages that do not exist."""
+    slugs = ["/2026/12/02/поставки-шахедов-0", "/2026/12/02/поставки-шахедов-1"]
+    links = "".join(f'<li><h2><a href="{slug}">Поставки шахедов {i}</a></h2></li>' for i, slug in enumerate(slugs))
+    page = f"<html><head><meta charset='windows-1251'><title>Новости</title>{STYLES}</head><body><ul>{links}</ul></body></html>"
+    serve(web, "/news/", page.encode("cp1251"), content_type=header)
+    for i, slug in enumerate(slugs):
+        serve(web, quote(slug), article(f"Iran ships drones {i}"), content_type="text/html; charset=utf-8")
+    config = write_config(tmp_path / "c.toml", [{"name": "lenta", "url": f"{web.base_url}/news/", "type": "page"}])
+    crawl(config)
+    assert {unquote(path) for path in stored(tmp_path / "x.db")} == set(slugs)
+    assert health(tmp_path / "x.db")["lenta"]["status"] == "ok"
