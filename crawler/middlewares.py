@@ -18,6 +18,7 @@ from scrapy.downloadermiddlewares.redirect import MetaRefreshMiddleware
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import HtmlResponse, Response
 from twisted.python.failure import Failure
+from w3lib.url import safe_url_string
 
 from crawler.dates import rfc822_moment
 from crawler.safe_text import one_line
@@ -168,7 +169,8 @@ class RedirectGuardMiddleware:
         location = response.headers.get("Location")
         if not 300 <= response.status < 400 or not location:
             return response
-        target = urljoin(request.url, location.decode("latin-1").strip())
+        # as Scrapy's RedirectMiddleware reads it: raw UTF-8 (PHP and nginx send it) percent-encoded
+        target = urljoin(request.url, safe_url_string(location.strip()))
         problem = url_problem(target)
         if problem:  # a password the redirect carried is not the user's to send, nor ours to record
             raise ForbiddenUrl(f"{request.url} redirects to {without_password(target)}: {problem}")

@@ -735,3 +735,18 @@ def test_a_windows_1251_listing_under_a_servers_default_charset_leads_to_its_art
     crawl(config)
     assert {unquote(path) for path in stored(tmp_path / "x.db")} == set(slugs)
     assert health(tmp_path / "x.db")["lenta"]["status"] == "ok"
+
+
+def test_an_article_moved_to_an_address_sent_as_raw_utf8_is_followed(web, tmp_path):
+    """PHP and nginx send a Location header of raw UTF-8 bytes; browsers follow it, and so must
+    the crawl (it was refused: "it holds control characters")."""
+    moved = "/новости/статья-1"
+    # ChangingHandler sends a 3xx body, decoded as UTF-8, as its Location in Latin-1: these bytes
+    # arrive as the raw UTF-8 of `moved`
+    serve(web, "/old/1", moved.encode().decode("latin-1").encode(), status=301)
+    serve(web, quote(moved), article("Iran ships drones"), content_type="text/html; charset=utf-8")
+    serve(web, "/feed.xml", rss(web.base_url, ["/old/1"]))
+    config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{web.base_url}/feed.xml"}])
+    crawl(config)
+    assert {unquote(path) for path in stored(tmp_path / "x.db")} == {moved}
+    assert health(tmp_path / "x.db")["wire"]["status"] == "ok"
