@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import urlsplit
 
+from w3lib.url import safe_url_string
+
 from crawler.config import robots_product_token
 from crawler.settings import ARMSWATCH_ROBOTSTXT_MAXSIZE
 from crawler.urls import is_fetchable_url
@@ -161,6 +163,7 @@ def fetch(
     URLError, OSError) otherwise."""
     if not is_fetchable_url(url):
         raise ValueError(f"not an http(s) URL: {url}")
+    url = safe_url_string(url)  # as the crawl sends it: urllib refuses non-ASCII and spaces
     deadline = _Deadline(timeout)
     opener = urllib.request.build_opener(_HttpOnlyRedirects(redirect_check), *deadline.handlers())
     request = urllib.request.Request(url, headers={"User-Agent": user_agent, "Accept-Encoding": "identity"})

@@ -8,6 +8,7 @@ a page that yields nothing at all gives None.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import re
@@ -555,7 +556,7 @@ def load_source(
             asked.start()
         try:
             fetched = fetch(file_or_url, user_agent, FETCH_TIMEOUT, FETCH_MAX_BYTES, robots_check)
-        except (urllib.error.URLError, TimeoutError, OSError, ValueError) as err:
+        except (urllib.error.URLError, TimeoutError, OSError, ValueError, http.client.HTTPException) as err:
             raise ValueError(f"could not download {file_or_url}: {err}") from err
         finally:
             if asked is not None:

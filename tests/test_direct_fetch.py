@@ -97,3 +97,26 @@ def test_a_compressed_answer_that_cannot_be_read_is_an_error_naming_the_url(codi
             direct_fetch.fetch(f"{site.base_url}/p", USER_AGENT, 5, 100_000)
     assert site.base_url + "/p" in str(raised.value)
     assert isinstance(raised.value, direct_fetch.TooLarge) == (error == "too large")
+
+
+def test_extract_and_sources_check_ask_for_non_ascii_and_spaced_addresses_as_the_crawl_does(tmp_path):
+    """urllib refuses an address with Cyrillic letters or a space; the crawl percent-encodes them
+    (as browsers do), and so now do `extract` and `sources check`."""
+    feed = (200, b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item><title>x</title>'
+                 b"<link>http://127.0.0.1/x</link></item></channel></rss>", {"Content-Type": "application/rss+xml"})
+    routes = {
+        "/%D0%BD%D0%BE%D0%B2%D0%BE%D1%81%D1%82%D0%B8/story.html": (200, STORY, HTML),
+        "/a%20b.html": (200, STORY, HTML),
+        "/%D0%BB%D0%B5%D0%BD%D1%82%D0%B0.xml": feed,
+    }
+    with counting_site(routes) as site:
+        cyrillic = run_armswatch("extract", f"{site.base_url}/новости/story.html", timeout=60)
+        spaced = run_armswatch("extract", f"{site.base_url}/a b.html", timeout=60)
+        config = tmp_path / "c.toml"
+        config.write_text(f'[[sources]]\nname = "lenta"\nurl = "{site.base_url}/лента.xml"\n')
+        checked = run_armswatch("sources", "--config", str(config), "check", timeout=60)
+    for result in (cyrillic, spaced):
+        assert result.returncode == 0, result.stderr
+        assert "Ministry buys air defence systems" in result.stdout
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.splitlines()[-1] == "1 ok"
