@@ -79,7 +79,24 @@ def canonical_url(url: str) -> str:
     else:
         kept = {name: query[name] for name in sorted(query) if not TRACKING_PARAMETER.search(name)}
         cleaned = urlencode(kept, doseq=True, errors="surrogateescape")
-    return urlunsplit(urlsplit(normalized)._replace(query=cleaned, fragment=""))
+    normal = urlsplit(normalized)
+    return urlunsplit(normal._replace(path=_normal_escapes(normal.path), query=cleaned, fragment=""))
+
+
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _normal_escapes(path: str) -> str:
+    """Percent-escapes as RFC 3986, 6.2.2 writes them: upper case ("%d0%bd" is "%D0%BD", as
+    WordPress and others list their slugs in lower case), and none for letters, digits, "-._~"."""
+    if "%" not in path:
+        return path
+    return _ESCAPE.sub(lambda m: c if (c := chr(int(m.group()[1:], 16))) in _UNRESERVED else m.group().upper(), path)
+
+
+def _lower_escapes(path: str) -> str:
+    return _ESCAPE.sub(lambda m: m.group().lower(), path)
 
 
 def address_variants(url: str) -> list[str]:
@@ -93,6 +110,8 @@ def address_variants(url: str) -> list[str]:
     schemes = [parts.scheme, "https" if parts.scheme == "http" else "http"]
     path = parts.path.rstrip("/")
     paths = [parts.path] + ([path if parts.path.endswith("/") else f"{path}/"] if path else [])
+    if "%" in parts.path:  # stored before escapes were upper-cased (canonical_url): as the site wrote them
+        paths += [_lower_escapes(variant) for variant in paths]
     # put together as urlunsplit would (a sitemap's 50,000 entries ask for 400,000 of them)
     rest = (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}" if parts.fragment else "")
     return [f"{scheme}://{name}{variant}{rest}" for variant in paths for scheme in schemes for name in hosts]
@@ -105,7 +124,7 @@ def page_key(url: str) -> str:
     parts = urlsplit(url)
     host = parts.netloc.lower()
     host = host[4:] if host.startswith("www.") else host
-    return host + parts.path.rstrip("/") + (f"?{parts.query}" if parts.query else "")
+    return host + _normal_escapes(parts.path).rstrip("/") + (f"?{parts.query}" if parts.query else "")
 
 
 def host_of(url: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 from crawler.cleaning import comparison_key
 from crawler.encoding import decode_html
 from crawler.extraction import MAX_HTML_BYTES, article_report, extract_article, load_source
-from crawler.urls import canonical_url
+from crawler.urls import address_variants, canonical_url
 from crawler.items import Article, FeedEntry
 from tests.conftest import SEED_TEXTS
 
@@ -371,3 +371,9 @@ def test_a_server_default_latin1_header_yields_to_the_charset_the_page_declares(
     styles (all ASCII letters, which hid the misreading) is read as what it says."""
     page = f"<html><head><meta charset='{meta}'>{STYLE}</head><body><p>{STORY_RU * 3}</p></body></html>".encode(charset)
     assert STORY_RU in decode_html(page, {"content-type": "text/html; charset=iso-8859-1"})
+
+
+def test_percent_escapes_are_stored_one_way_and_rows_stored_the_sites_way_are_still_found():
+    assert canonical_url("https://paper.example/%d0%bd%d0%be-%7e1") == "https://paper.example/%D0%BD%D0%BE-~1"
+    # a row an earlier version stored as the site wrote it, in lower case, is found by the lookup
+    assert "https://paper.example/%d0%bd%d0%be" in address_variants(canonical_url("https://paper.example/%D0%BD%D0%BE"))

@@ -750,3 +750,21 @@ def test_an_article_moved_to_an_address_sent_as_raw_utf8_is_followed(web, tmp_pa
     crawl(config)
     assert {unquote(path) for path in stored(tmp_path / "x.db")} == {moved}
     assert health(tmp_path / "x.db")["wire"]["status"] == "ok"
+
+
+def test_an_article_relisted_with_its_escapes_in_the_other_case_is_not_fetched_again(web, tmp_path):
+    """WordPress lists a Cyrillic slug as "%d0%bd…", another feed or a sitemap as "%D0%BD…":
+    one address (RFC 3986, 6.2.2), one article, fetched and flagged once."""
+    lower = "/%d0%bd%d0%be%d0%b2%d0%be%d1%81%d1%82%d1%8c-1"
+    upper = lower.upper()  # the same bytes, escaped in capitals
+    for path in (lower, upper):
+        serve(web, path, article("Iran ships drones"), content_type="text/html; charset=utf-8")
+    config = write_config(tmp_path / "c.toml", [{"name": "wire", "url": f"{web.base_url}/feed.xml"}])
+    serve(web, "/feed.xml", rss(web.base_url, [lower]))
+    crawl(config)
+    serve(web, "/feed.xml", rss(web.base_url, [upper]))
+    crawl(config)
+    fetched = [path for _, path in web.httpd.request_times if path.lower() == lower]
+    assert len(fetched) == 1
+    assert len(rows(tmp_path / "x.db", "select id from articles")) == 1
+    assert len(rows(tmp_path / "x.db", "select id from matches")) == 1
