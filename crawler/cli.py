@@ -204,7 +204,9 @@ def match(file, rule_specs, as_json: bool) -> None:
         rules = load_rules(rule_specs or DEFAULT_RULE_SETS)
     except RuleFileError as exc:
         fail(str(exc))
-    title, text, language = None, data.decode("utf-8", "replace"), None
+    from crawler.encoding import decode_html  # a text file saved as windows-1251 or UTF-16 too
+
+    title, text, language = None, decode_html(data), None
     if data.lstrip()[:1] == b"<":
         from crawler.extraction import extract_article
 

@@ -84,3 +84,13 @@ def test_match_command_explains_a_flag_for_a_text_and_an_html_file(tmp_path):
     result = run_armswatch("match", str(calm))
     assert result.returncode == 0
     assert "arms-procurement" not in result.stdout
+
+
+@pytest.mark.parametrize("encoding", ["cp1251", "koi8_r", "utf-16"])
+def test_match_command_reads_a_text_file_in_a_legacy_charset(tmp_path, encoding):
+    story = tmp_path / "story.txt"
+    story.write_text("Россия получила новую партию иранских беспилотников Shahed, сообщила разведка Украины. " * 3,
+                     encoding=encoding)
+    result = run_armswatch("match", str(story))
+    assert result.returncode == 0, result.stderr
+    assert "arms-procurement" in result.stdout
