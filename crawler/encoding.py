@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import unicodedata
 from collections.abc import Mapping
 
 from charset_normalizer import from_bytes
@@ -33,6 +34,9 @@ _LABEL_ALIASES = {
 }
 
 
+_WINDOWS_LABEL = re.compile(r"^(?:windows|win|x-cp)[-_]?(12\d\d)$")
+
+
 def _codec_name(label: bytes | str | None) -> str | None:
     """A Python codec name for a charset label, or None when Python does not know it."""
     if not label:
@@ -41,6 +45,7 @@ def _codec_name(label: bytes | str | None) -> str | None:
         label = label.decode("ascii", "ignore")
     label = label.strip().strip("\"'").lower()
     label = _LABEL_ALIASES.get(label, label)
+    label = _WINDOWS_LABEL.sub(r"cp\1", label)  # "windows1251", "win-1256": labels pages use that Python does not know
     try:
         return codecs.lookup(label).name
     except LookupError:
@@ -140,6 +145,27 @@ def decode_html(html: bytes, headers: Mapping[str, str] | None = None, undeclare
         if not _misread(text):
             return text
     best = from_bytes(html[:200_000]).best()
-    if best is not None and best.encoding:
-        return html.decode(best.encoding, errors="replace")
-    return html.decode(declared[0] if declared else "utf-8", errors="replace")
+    guesses = ([best.encoding] if best is not None and best.encoding else []) + list(_COMMON_LEGACY)
+    for charset in dict.fromkeys(guesses):  # detection first; the web's usual charsets when it reads as junk
+        text = html.decode(charset, errors="replace")
+        if _plausible(text):
+            return text
+    return html.decode(guesses[0] if guesses else declared[0] if declared else "utf-8", errors="replace")
+
+
+# Undeclared pages that detection misreads (a windows-1251 page as cp866, box-drawing signs for
+# capitals) are most often in one of these.
+_COMMON_LEGACY = ("cp1251", "cp1256", "koi8_r", "cp1252")
+# signs that are text in a real page, beside its letters
+_TEXT_SIGNS = frozenset("«»‹›“”„‘’‚–—…•·°№€£¥©®™§¶\u00a0\u202f\u200b\u200c\u200d\u200e\u200f\u061f\u060c\u061b\ufeff")
+
+
+def _plausible(text: str) -> bool:
+    """Reads as text: beyond ASCII, letters (and the usual signs), not box drawing and symbols in
+    place of letters, and not another charset's letters (`_misread`)."""
+    sample = _MARKUP.sub(" ", text[: 4 * _SAMPLE_CHARS])[:_SAMPLE_CHARS]
+    beyond_ascii = [c for c in sample if c > "\x7f" and c not in _TEXT_SIGNS and not c.isspace()]
+    if not beyond_ascii:
+        return True
+    junk = sum(1 for c in beyond_ascii if not (c.isalpha() or unicodedata.category(c).startswith("M")))
+    return junk <= 0.05 * len(beyond_ascii) and not _misread(text)

@@ -377,3 +377,15 @@ def test_percent_escapes_are_stored_one_way_and_rows_stored_the_sites_way_are_st
     assert canonical_url("https://paper.example/%d0%bd%d0%be-%7e1") == "https://paper.example/%D0%BD%D0%BE-~1"
     # a row an earlier version stored as the site wrote it, in lower case, is found by the lookup
     assert "https://paper.example/%d0%bd%d0%be" in address_variants(canonical_url("https://paper.example/%D0%BD%D0%BE"))
+
+
+@pytest.mark.parametrize(
+    "meta, header",
+    [("", None), ("<meta charset='windows1251'>", None), ("", {"content-type": "text/html; charset=utf-8"})],
+    ids=["undeclared", "label-python-does-not-know", "header-says-utf8"],
+)
+def test_a_windows_1251_page_nothing_right_declares_is_read_as_windows_1251(meta, header):
+    """Detection took such a page for cp866 (box-drawing signs for capitals): the article was
+    stored as junk and not flagged. A reading with signs in place of letters is not taken."""
+    page = f"<html><head>{meta}<title>Новости</title>{STYLE}</head><body><p>{STORY_RU * 2}</p></body></html>"
+    assert STORY_RU in decode_html(page.encode("cp1251"), header)
