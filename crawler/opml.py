@@ -19,7 +19,7 @@ from lxml import etree
 
 from crawler.config import ConfigError, load_config
 from crawler.safe_text import one_line
-from crawler.urls import url_problem, without_password
+from crawler.urls import canonical_url, url_problem, without_password
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 FEED_TYPES = {"rss", "atom", "feed"}
@@ -95,7 +95,7 @@ def import_opml(opml_path: str | Path, config_path: str | Path | None = None) ->
     if config_path is not None and Path(config_path).exists():
         config = load_config(config_path)
         names = {s.name for s in config.sources}
-        urls = {s.url for s in config.sources}
+        urls = {canonical_url(s.url) for s in config.sources}
     added: list[OpmlFeed] = []
     skipped: list[tuple[str, str]] = []
     listed: set[str] = set()
@@ -107,18 +107,19 @@ def import_opml(opml_path: str | Path, config_path: str | Path | None = None) ->
         if problem:
             skipped.append((without_password(feed.url), problem))
             continue
-        if feed.url in listed:
+        address = canonical_url(feed.url)  # one feed however it is spelt: "/лента" or "/%D0%BB%D0%B5…"
+        if address in listed:
             skipped.append((feed.url, "listed twice in the file"))
             continue
-        listed.add(feed.url)
-        if feed.url in urls:
+        listed.add(address)
+        if address in urls:
             skipped.append((feed.url, "already a source"))
             continue
         name, n = feed.name, 2
         while name in names:
             name, n = f"{feed.name} ({n})", n + 1
         names.add(name)
-        urls.add(feed.url)
+        urls.add(address)
         added.append(OpmlFeed(name=name, url=feed.url, folder=feed.folder))
     text = sources_toml(added)
     if config_path is not None and added:

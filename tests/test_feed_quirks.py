@@ -204,3 +204,22 @@ def test_a_sitemap_over_the_protocols_50000_urls_is_read_to_the_limit_and_says_s
     urls = "".join(f"<url><loc>http://127.0.0.1:1/a/{i}.html</loc></url>" for i in range(50_001))
     parsed = parse_sitemap(f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>'.encode(), BASE)
     assert len(parsed.entries) == 50_000 and "50000 URLs" in parsed.damage
+
+
+def test_an_opml_feed_spelt_two_ways_is_imported_once(tmp_path):
+    """A reader's export may list one feed as "/лента.xml" and "/%D0%BB%D0%B5%D0%BD%D1%82%D0%B0.xml",
+    and a config may hold the other spelling: one feed, one source."""
+    opml = tmp_path / "subs.opml"
+    opml.write_text(
+        '<?xml version="1.0"?><opml version="2.0"><body>'
+        '<outline text="Лента" type="rss" xmlUrl="http://127.0.0.1:9/лента.xml"/>'
+        '<outline text="Lenta" type="rss" xmlUrl="http://127.0.0.1:9/%d0%bb%d0%b5%d0%bd%d1%82%d0%b0.xml"/>'
+        "</body></opml>", encoding="utf-8")
+    printed = run_armswatch("sources", "import", str(opml))
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.count("[[sources]]") == 1
+    config = tmp_path / "c.toml"
+    config.write_text('[[sources]]\nname = "lenta"\nurl = "http://127.0.0.1:9/%D0%BB%D0%B5%D0%BD%D1%82%D0%B0.xml"\n')
+    appended = run_armswatch("sources", "import", str(opml), "--config", str(config))
+    assert appended.returncode == 0, appended.stderr
+    assert "0 feeds added" in appended.stdout and config.read_text().count("[[sources]]") == 1
