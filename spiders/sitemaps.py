@@ -8,6 +8,7 @@ archive sitemap from pulling years of old articles.
 
 from __future__ import annotations
 
+import codecs
 import re
 import zlib
 from io import BytesIO
@@ -18,6 +19,7 @@ from urllib.parse import urljoin
 from lxml import etree
 
 from crawler.dates import moment_of, newest_first_key, plausible, rfc822_moment, utc_iso
+from crawler.encoding import decode_html
 from crawler.items import FeedEntry
 
 MAX_SITEMAP_BYTES = 50_000_000  # the sitemap protocol's own limit for one uncompressed file
@@ -26,6 +28,30 @@ GZIP_MAGIC = b"\x1f\x8b"
 # A month or day in a child sitemap's URL (sitemap-2026-11.xml, /2026/11/23/, ?yyyy=2026&mm=11 is
 # not read): the order of an index without <lastmod>
 _URL_DATE = re.compile(r"(?<!\d)((?:19|20)\d\d)[-_/]?(0[1-9]|1[0-2])(?:[-_/]?(0[1-9]|[12]\d|3[01]))?(?!\d)")
+
+_PROLOG_ENCODING = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]+)""")
+_UTF8_CHECK_CHUNK = 1 << 20
+
+
+def _as_utf8(body: bytes, headers: dict[str, str] | None) -> bytes:
+    """The sitemap in UTF-8, which the protocol requires and libxml2 assumes without a prolog.
+
+    A prolog naming another charset is libxml2's to read. Bytes that are not UTF-8 under a
+    prolog saying UTF-8, or none, are decoded as pages are (crawler.encoding: the header's
+    charset, then detection): a windows-1251 sitemap's Cyrillic addresses came out as U+FFFD."""
+    declared = _PROLOG_ENCODING.match(body)
+    if declared and declared.group(1).lower().replace(b"_", b"-") not in (b"utf-8", b"utf8"):
+        return body
+    check = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for start in range(0, len(body), _UTF8_CHECK_CHUNK):  # never a second copy of a 50 MB sitemap
+            check.decode(body[start : start + _UTF8_CHECK_CHUNK], final=start + _UTF8_CHECK_CHUNK >= len(body))
+        return body
+    except UnicodeDecodeError:
+        pass
+    text = decode_html(body, headers)
+    return re.sub(r"^(<\?xml[^>]*?encoding\s*=\s*[\"'])[A-Za-z0-9._:-]+", r"\1utf-8", text, count=1).encode("utf-8")
+
 
 _PARSER_OPTIONS = dict(resolve_entities=False, no_network=True, huge_tree=False, recover=True, remove_comments=True)
 
@@ -145,17 +171,20 @@ def _absolute(base_url: str, loc: str) -> str:
     return loc if loc.startswith(("http://", "https://")) else urljoin(base_url, loc)
 
 
-def parse_sitemap(body: bytes, base_url: str, since: datetime | None = None) -> ParsedSitemap:
+def parse_sitemap(
+    body: bytes, base_url: str, since: datetime | None = None, headers: dict[str, str] | None = None
+) -> ParsedSitemap:
     """Parse a sitemap index or urlset; drop items dated before `since` (undated ones are kept).
 
     The document is read as a stream and each <url> freed once read, so a 50,000-URL archive
-    sitemap costs its list of entries, not a whole tree in memory.
+    sitemap costs its list of entries, not a whole tree in memory. `headers` (lower-case names)
+    may name its charset.
     """
     if body[:2] == GZIP_MAGIC:
         body = gunzip_bounded(body)
     if len(body) > MAX_SITEMAP_BYTES:
         raise SitemapTooLarge(f"sitemap larger than {MAX_SITEMAP_BYTES:,} bytes")
-    body = body.lstrip(b" \t\r\n")  # white space before <?xml ...?> is an error to libxml2, not to readers
+    body = _as_utf8(body.lstrip(b" \t\r\n"), headers)  # white space before <?xml ...?> is an error to libxml2
     kind = ""
     depth = 0
     dated: list[tuple[datetime | None, str]] = []  # (lastmod or a date in its URL, child sitemap URL)

@@ -358,7 +358,7 @@ class SourcesSpider(scrapy.Spider):
         since = None
         if source.since_days:
             since = datetime.now(timezone.utc) - timedelta(days=source.since_days)
-        parsed = parse_sitemap(response.body, response.url, since)
+        parsed = parse_sitemap(response.body, response.url, since, _charset_headers(response))
         self.crawler.stats.inc_value("armswatch/sitemap_items_too_old", parsed.skipped_old)
         entries = self.listed(source, parsed.entries)
         self.source_ok(source, "ok", response.status, len(entries))

@@ -768,3 +768,19 @@ def test_an_article_relisted_with_its_escapes_in_the_other_case_is_not_fetched_a
     assert len(fetched) == 1
     assert len(rows(tmp_path / "x.db", "select id from articles")) == 1
     assert len(rows(tmp_path / "x.db", "select id from matches")) == 1
+
+
+@pytest.mark.parametrize(("prolog", "header"), [
+    ("", "application/xml; charset=windows-1251"),
+    ('<?xml version="1.0" encoding="UTF-8"?>', "application/xml"),
+])
+def test_a_windows_1251_sitemap_leads_to_its_cyrillic_articles(web, tmp_path, prolog, header):
+    """The protocol asks for UTF-8, and libxml2 assumes it; a sitemap in windows-1251 whose
+    header names it, or whose prolog wrongly says UTF-8, gave addresses full of U+FFFD."""
+    slug = "/2026/12/02/поставки-шахедов"
+    serve(web, "/sitemap.xml", (prolog + urlset(web.base_url, [slug]).decode()).encode("cp1251"), content_type=header)
+    serve(web, quote(slug), article("Iran ships drones"), content_type="text/html; charset=utf-8")
+    config = write_config(tmp_path / "c.toml", [{"name": "map", "url": f"{web.base_url}/sitemap.xml", "type": "sitemap"}])
+    crawl(config)
+    assert {unquote(path) for path in stored(tmp_path / "x.db")} == {slug}
+    assert health(tmp_path / "x.db")["map"]["status"] == "ok"
