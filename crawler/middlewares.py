@@ -169,11 +169,13 @@ class RedirectGuardMiddleware:
         location = response.headers.get("Location")
         if not 300 <= response.status < 400 or not location:
             return response
-        # as Scrapy's RedirectMiddleware reads it: raw UTF-8 (PHP and nginx send it) percent-encoded
+        # followed as Scrapy's RedirectMiddleware reads it: raw UTF-8 (PHP and nginx send it)
+        # percent-encoded; named in errors as the server sent it
         target = urljoin(request.url, safe_url_string(location.strip()))
         problem = url_problem(target)
         if problem:  # a password the redirect carried is not the user's to send, nor ours to record
-            raise ForbiddenUrl(f"{request.url} redirects to {without_password(target)}: {problem}")
+            sent = urljoin(request.url, location.decode("utf-8", errors="replace").strip())
+            raise ForbiddenUrl(f"{request.url} redirects to {without_password(sent)}: {problem}")
         chain = [*request.meta.get("redirect_urls", ()), request.url]
         if target.split("#")[0] in chain:
             raise RedirectLoop(f"redirect loop: {' -> '.join([*chain, target])}")
