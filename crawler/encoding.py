@@ -150,7 +150,15 @@ def decode_html(html: bytes, headers: Mapping[str, str] | None = None, undeclare
         text = html.decode(charset, errors="replace")
         if _plausible(text):
             return text
-    return html.decode(guesses[0] if guesses else declared[0] if declared else "utf-8", errors="replace")
+    return html.decode(guesses[0], errors="replace")
+
+
+_XML_DECLARED_ENCODING = re.compile(r"""^(\s*<\?xml[^>]*?)\bencoding\s*=\s*["'][^"']*["']""")
+
+
+def as_utf8_xml(text: str) -> bytes:
+    """A decoded XML document as UTF-8 bytes whose prolog says so, for a parser that reads bytes."""
+    return _XML_DECLARED_ENCODING.sub(r'\1encoding="utf-8"', text, count=1).encode("utf-8")
 
 
 # Undeclared pages that detection misreads (a windows-1251 page as cp866, box-drawing signs for

@@ -24,12 +24,11 @@ from xml.sax import SAXParseException
 import feedparser
 
 from crawler.dates import moment_of, plausible, rfc822_named_zone, utc_iso
-from crawler.encoding import decode_html
+from crawler.encoding import as_utf8_xml, decode_html
 from crawler.items import FeedEntry
 
 _TAGS = re.compile(r"<(?:/?[A-Za-z][^>]*|!--.*?--)>", re.DOTALL)  # not the "<" of "< 5%"
 _SPACE = re.compile(r"\s+")
-_XML_DECLARED_ENCODING = re.compile(r"""^(\s*<\?xml[^>]*?)\bencoding\s*=\s*["'][^"']*["']""")
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 # the root's closing tag, then at most white space and comments (caches sign their copies so)
 _CLOSED_ROOT = re.compile(r"</(?:[\w.-]+:)?(?:rss|feed|rdf)\s*>(?:\s|<!--.*?-->)*$", re.IGNORECASE | re.DOTALL)
@@ -95,7 +94,7 @@ def parse_feed(body: bytes, base_url: str, headers: dict[str, str] | None = None
     text = decode_html(body, headers, undeclared="cp1252")
     if text.lstrip()[:1] in ("{", "["):
         return _parse_json_feed(text, base_url)
-    utf8 = _XML_DECLARED_ENCODING.sub(r'\1encoding="utf-8"', text, count=1).encode("utf-8")
+    utf8 = as_utf8_xml(text)
     parsed = feedparser.parse(
         utf8, sanitize_html=True, resolve_relative_uris=True,
         response_headers={**_DECODED_HEADERS, "content-location": base_url},

@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 from lxml import etree
 
 from crawler.dates import moment_of, newest_first_key, plausible, rfc822_moment, utc_iso
-from crawler.encoding import decode_html
+from crawler.encoding import as_utf8_xml, decode_html
 from crawler.items import FeedEntry
 
 MAX_SITEMAP_BYTES = 50_000_000  # the sitemap protocol's own limit for one uncompressed file
@@ -49,8 +49,7 @@ def _as_utf8(body: bytes, headers: dict[str, str] | None) -> bytes:
         return body
     except UnicodeDecodeError:
         pass
-    text = decode_html(body, headers)
-    return re.sub(r"^(<\?xml[^>]*?encoding\s*=\s*[\"'])[A-Za-z0-9._:-]+", r"\1utf-8", text, count=1).encode("utf-8")
+    return as_utf8_xml(decode_html(body, headers))
 
 
 _PARSER_OPTIONS = dict(resolve_entities=False, no_network=True, huge_tree=False, recover=True, remove_comments=True)
