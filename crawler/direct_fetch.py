@@ -230,6 +230,17 @@ def _inflated(stream: BinaryIO, coding: str, url: str, max_bytes: int) -> bytes:
     return bytes(out)
 
 
+def whole_lines(body: bytes, limit: int) -> bytes:
+    """The first `limit` bytes of a robots.txt, ending at a line break (RFC 9309, 2.5): a rule
+    cut mid-line could allow more than it says (`Disallow: /private` cut to `Disallow: /pr` is
+    stricter, `Allow: /a/b` cut to `Allow: /` is not)."""
+    if len(body) <= limit:
+        return body
+    head = body[:limit]
+    end = max(head.rfind(b"\n"), head.rfind(b"\r"))
+    return head[: end + 1] if end >= 0 else head
+
+
 @dataclass
 class _SiteRobots:
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -284,7 +295,7 @@ class RobotsRules:
     def _read(self, robots_url: str) -> tuple[Protego | None, tuple[str, str] | None]:
         """(rules, None), (None, None) when there are none, or (None, (error class, message))."""
         try:
-            fetched = fetch(robots_url, self.user_agent, self.timeout, self.max_bytes)
+            fetched = fetch(robots_url, self.user_agent, self.timeout, self.max_bytes + 1)  # + 1: was it cut?
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code < 500 and exc.code != 429:  # none there (4xx, or redirects past the limit): everything allowed
@@ -297,9 +308,6 @@ class RobotsRules:
             return None, (type(reason).__name__, f"{robots_url}: {reason}")
         from protego import Protego
 
-        body = fetched.body
-        end = max(body.rfind(b"\n"), body.rfind(b"\r"))
-        if len(body) >= self.max_bytes and end >= 0:  # cut at the limit (RFC 9309, 2.5): whole lines
-            body = body[: end + 1]  # only, as a rule cut mid-line may allow more than it says
+        body = whole_lines(fetched.body, self.max_bytes)
         # bytes that are not UTF-8 are dropped, as Scrapy does
         return Protego.parse(body.decode("utf-8", errors="ignore")), None

@@ -153,6 +153,15 @@ def decode_html(html: bytes, headers: Mapping[str, str] | None = None, undeclare
     return html.decode(guesses[0], errors="replace")
 
 
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+
+
+def decode_markup(html: bytes, headers: Mapping[str, str] | None = None) -> str:
+    """An HTML page decoded as `decode_html` does, for lxml: an XML declaration (XHTML) is
+    dropped, since lxml refuses a str that names its encoding."""
+    return _XML_DECLARATION.sub("", decode_html(html, headers), count=1)
+
+
 _XML_DECLARED_ENCODING = re.compile(r"""^(\s*<\?xml[^>]*?)\bencoding\s*=\s*["'][^"']*["']""")
 
 

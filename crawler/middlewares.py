@@ -109,6 +109,8 @@ class HostRestMiddleware:
         return middleware
 
     def process_request(self, request: Request, spider: Spider | None = None) -> None:
+        if not self.resting:  # every request passes here: no URL parsing in the usual case
+            return
         refusal = self.resting.get(host_of(request.url))
         if refusal is not None:
             raise HostResting(*refusal)

@@ -38,6 +38,7 @@ from scrapy.utils.httpobj import urlparse_cached
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from crawler.direct_fetch import whole_lines
 from crawler.errors import UNREACHABLE, classify_failure
 
 
@@ -74,17 +75,6 @@ def _inflated_too_far(exc: Exception) -> bool:
     """HttpCompressionMiddleware's refusal of a body that inflates past `download_maxsize`
     (crawler.errors reads it so too, but names any error about a robots.txt "robots denied")."""
     return isinstance(exc, IgnoreRequest) and "DOWNLOAD_MAXSIZE" in str(exc)
-
-
-def _whole_lines(body: bytes, limit: int) -> bytes:
-    """The first `limit` bytes of `body`, ending at a line break: a rule cut mid-line could allow
-    more than it says (`Disallow: /private` cut to `Disallow: /pr` is stricter, `Allow: /a/b` cut
-    to `Allow: /` is not)."""
-    if len(body) <= limit:
-        return body
-    head = body[:limit]
-    end = max(head.rfind(b"\n"), head.rfind(b"\r"))
-    return head[: end + 1] if end >= 0 else head
 
 
 class RobotsTxtMiddleware(ScrapyRobotsTxtMiddleware):
@@ -139,7 +129,7 @@ class RobotsTxtMiddleware(ScrapyRobotsTxtMiddleware):
         if len(response.body) > self._max_bytes:
             logger.info("%s is longer than %d bytes: its first %d are obeyed (RFC 9309, 2.5)",
                         response.url, self._max_bytes, self._max_bytes)
-            response = response.replace(body=_whole_lines(response.body, self._max_bytes))
+            response = response.replace(body=whole_lines(response.body, self._max_bytes))
         await super()._parse_robots(response, netloc, request)
 
     def _robots_error(self, exc: Exception, netloc: str) -> None:

@@ -23,8 +23,10 @@ from urllib.parse import urlsplit
 from crawler import direct_fetch
 from crawler.config import Source
 from crawler.dates import newest_first_key
+from crawler.encoding import decode_markup
 from crawler.safe_text import shown
 from crawler.settings import AUTOTHROTTLE_MAX_DELAY
+from crawler.urls import host_of
 
 BLOCKED_STATUSES = {401, 403, 407, 429, 451}
 MAX_BYTES = 10_000_000
@@ -52,16 +54,15 @@ def entries_of(source: Source, body: bytes, url: str | None = None, headers: dic
     if source.type == "sitemap":
         from spiders.sitemaps import parse_sitemap
 
-        parsed = parse_sitemap(body, url)
+        parsed = parse_sitemap(body, url, headers=headers)
         return [*parsed.entries, *parsed.children]  # an index lists sitemaps, each an undated item
     if source.type == "page":
         from spiders.listings import parse_listing
 
-        return parse_listing(body, url, source.selector).entries
+        return parse_listing(decode_markup(body, headers), url, source.selector).entries  # as the crawl reads it
     from spiders.feeds import parse_feed
 
-    content_type = (headers or {}).get("content-type")
-    return parse_feed(body, url, {"content-type": content_type} if content_type else {}).entries
+    return parse_feed(body, url, headers).entries
 
 
 def check_source(
@@ -84,14 +85,13 @@ def check_homepage(
     """A homepage lists no articles itself: the crawl reads the feeds it announces, else the
     first feed that answers at a usual path (spiders.discovery). The check reads the first of
     those that gives a feed and says which it was."""
-    from crawler.encoding import decode_html
     from spiders.discovery import announced_feeds, common_feed_urls
 
     try:
         home = _fetch(source, source.url, user_agent, timeout, robots)
     except Exception as exc:
         return _failed(source, exc)
-    announced = announced_feeds(decode_html(home.body, home.headers), home.url)
+    announced = announced_feeds(decode_markup(home.body, home.headers), home.url)
     candidates = [("announced feed", url) for url in announced]
     candidates += [("probed feed", url) for url in common_feed_urls(source.url) if url not in announced]
     first_failure: SourceCheck | None = None
@@ -191,7 +191,7 @@ def check_sources(
     results: list[SourceCheck | None] = [None] * len(sources)
     queues: dict[str, deque[int]] = {}
     for index, source in enumerate(sources):
-        queues.setdefault(_host(source.url), deque()).append(index)
+        queues.setdefault(host_of(source.url) or source.url, deque()).append(index)
     turns = {host: _HostTurns() for host in queues}
 
     def lane(host: str) -> None:
@@ -231,14 +231,6 @@ class _HostTurns:
     lock: threading.Lock = field(default_factory=threading.Lock)
     next_at: float = 0.0
     resting: str | None = None
-
-
-def _host(url: str) -> str:
-    """The key the crawl's per-domain limit counts by (Scrapy's download slot: the host name)."""
-    try:
-        return urlsplit(url).hostname or url
-    except ValueError:
-        return url
 
 
 def check_table(results: list[SourceCheck]) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from twisted.python.failure import Failure
 from crawler.clustering import assign_unassigned
 from crawler.config import Config, Source, load_config
 from crawler.dates import newest_first_key
-from crawler.encoding import decode_html
+from crawler.encoding import decode_markup
 from crawler.errors import UNREACHABLE, classify_failure
 from crawler.items import FeedEntry, PageItem
 from crawler.middlewares import HostResting, asks_to_rest, rest_end, rest_reason
@@ -64,7 +63,6 @@ ANNOUNCED = "announced feed"  # a feed the homepage links to
 PROBE = "probed feed"  # a conventional feed path tried when the homepage announces none
 CHILD_SITEMAP = "child sitemap"
 NEXT_PAGE = "next page"  # page 2.. of a listing
-_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 READ_ERRORS = (FeedParseError, SitemapError, ListingError, ValueError)
 # Article failures the next run may not meet: the source's validators are then not saved, so
@@ -715,8 +713,7 @@ def _text_of(response: Response) -> str:
     """A listing or home page decoded as article pages are (crawler.encoding): a charset the
     bytes refuse is overruled. Scrapy's `response.text` takes the header's word for it, and a
     windows-1251 listing served as iso-8859-1 gave links to pages that do not exist."""
-    text = decode_html(response.body, _charset_headers(response))
-    return _XML_DECLARATION.sub("", text, count=1)  # lxml refuses a str that names its encoding
+    return decode_markup(response.body, _charset_headers(response))
 
 
 def undecoded_encoding(response: Response) -> str | None:
