@@ -61,19 +61,24 @@ def install(directory: Path | None = None) -> bool:
 
 
 def share_language_model() -> bool:
-    """Turn py3langid's two per-state tables from lists of Python ints into arrays of the same numbers.
+    """Turn py3langid's per-state tables from lists of Python ints into arrays of the same numbers.
 
-    py3langid reads both for every byte it classifies; reading an int from a list writes its
-    reference count, so each worker forked from a loaded process ends up with a private copy of
-    the pages holding them (5-6 MB per worker). Read from an array, the numbers are made afresh
-    and the shared pages stay shared. False, and nothing changed, if py3langid no longer keeps
-    them so."""
+    py3langid reads two of them for every byte it classifies; reading an int from a list writes
+    its reference count, so each worker forked from a loaded process ends up with a private copy
+    of the pages holding them (5-6 MB per worker). Read from an array, the numbers are made afresh
+    and the shared pages stay shared. The third, the row table it keeps but no longer reads, is
+    4 MB as a list and 0.8 MB as an array. False, and the tables py3langid reads left as they
+    are, if it no longer keeps them as lists."""
     identifier = py3langid.langid.IDENTIFIER
-    tables = {name: getattr(identifier, name, None) for name in ("_rowbase", "tk_output")}
-    if identifier is None or not all(isinstance(table, list) for table in tables.values()):
+    if identifier is None:
+        return False
+    read = {name: getattr(identifier, name, None) for name in ("_rowbase", "tk_output")}
+    if not all(isinstance(table, list) for table in read.values()):
         return False
     try:
-        arrays = {name: array("q", table) for name, table in tables.items()}
+        arrays = {name: array("q", table) for name, table in read.items()}
+        if isinstance(getattr(identifier, "tk_row", None), list):
+            arrays["tk_row"] = array("q", identifier.tk_row)
     except (TypeError, OverflowError):
         return False
     for name, table in arrays.items():

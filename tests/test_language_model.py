@@ -102,6 +102,7 @@ texts = {texts!r}
 shipped = langid.LanguageIdentifier.from_model_file(langid.MODEL_FILE)
 shared = langid.IDENTIFIER
 assert isinstance(shared._rowbase, array) and isinstance(shared.tk_output, array)
+assert isinstance(shared.tk_row, array) and list(shared.tk_row) == list(shipped.tk_row)
 assert isinstance(shipped._rowbase, list)
 print(type(shared.tk_nextmove).__name__)
 for text in texts:
