@@ -66,7 +66,7 @@ _WORD_TIMES_SCALE = re.compile(
 )
 
 
-@lru_cache(maxsize=16_384)  # names and designations repeat across the news of a day
+@lru_cache(maxsize=8_192)  # names and designations repeat across the news of a day
 def fold(text: str) -> str:
     """Lower-case, strip accents, and write Cyrillic in Latin letters."""
     text = unicodedata.normalize("NFKD", text.lower())
@@ -292,7 +292,7 @@ _SOUNDS = (("tsch", "sh"), ("sch", "sh"), ("ch", "sh"), ("ou", "u"), ("c", "k"),
            ("w", "v"), ("ph", "f"), ("x", "ks"))
 
 
-@lru_cache(maxsize=16_384)
+@lru_cache(maxsize=8_192)
 def name_key(folded: str) -> str:
     """A spelling-tolerant key for a folded name: "Choïgou", "Shoigu" and "Шойгу" meet."""
     for old, new in _SOUNDS:

@@ -24,7 +24,7 @@ TERM_TOKEN_RE = re.compile(r"[^\W\d_]+\*?|\d+\*?|[#*]")
 WORD, PREFIX, NUMBER, ANY = "w", "p", "n", "a"
 
 
-@lru_cache(maxsize=65_536)  # about 150 bytes a word: 10 MB at most in each worker
+@lru_cache(maxsize=32_768)  # about 200 bytes a word: 6.5 MB at most in each worker (bench/vocabulary.py)
 def fold(word: str) -> str:
     """Lower-case and strip diacritics; cached because news vocabulary repeats."""
     lowered = word.lower()
@@ -40,9 +40,11 @@ WORD_RE = re.compile(r"\w+")
 # chunk holds keeps the per-token work in C: news vocabulary (and its punctuation) repeats.
 SENTENCE_END_RE = re.compile(r"[.!?;][\"'»”’)\]]*$")
 # Distinct words remembered by a term index. News in several languages brings 100,000 distinct
-# words in a few thousand articles; after a clear, the common ones come back at once.
-_CACHE_LIMIT = 65_536
-_CHUNK_CACHE_LIMIT = 50_000  # distinct chunks remembered (about 270 bytes each)
+# words in a few thousand articles; after a clear, the common ones come back at once. Twice these
+# limits cost each worker 20 MB more on bench/vocabulary.py and saved no CPU there; the crawl
+# benchmark's 181 pages hold 28,000 distinct chunks, which fit.
+_CACHE_LIMIT = 32_768
+_CHUNK_CACHE_LIMIT = 40_000  # distinct chunks remembered (about 270 bytes each)
 
 
 def _lowered(text: str) -> str:
