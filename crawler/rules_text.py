@@ -41,7 +41,7 @@ WORD_RE = re.compile(r"\w+")
 SENTENCE_END_RE = re.compile(r"[.!?;][\"'»”’)\]]*$")
 # Distinct words remembered by a term index. News in several languages brings 100,000 distinct
 # words in a few thousand articles; after a clear, the common ones come back at once. Twice these
-# limits cost each worker 20 MB more on bench/vocabulary.py and saved no CPU there; the crawl
+# limits cost each worker 16 MB more on bench/vocabulary.py, for no CPU its noise could show; the crawl
 # benchmark's 181 pages hold 28,000 distinct chunks, which fit.
 _CACHE_LIMIT = 32_768
 _CHUNK_CACHE_LIMIT = 40_000  # distinct chunks remembered (about 270 bytes each)
