@@ -80,9 +80,10 @@ def _misread(text: str) -> bool:
     """Does text decoded with a single-byte charset look like another charset's bytes?
 
     Every byte means something in windows-1252, -1251 or -1256, so a wrong label decodes without
-    an error: Cyrillic read as Latin-1 is nearly all accented capitals and small letters
-    ("Çàêóïêà"), Arabic read as Cyrillic nearly all capitals. Real text in those scripts has few
-    accented letters among its Latin ones, and few capitals among its Cyrillic or Greek ones (a
+    an error: Cyrillic read as Latin-1 or windows-1250 is nearly all accented capitals and small
+    letters ("Çàêóïêà", "Íîâîńňč"), Arabic read as Cyrillic nearly all capitals. Real text in
+    those scripts has few accented letters among its Latin ones (Czech or Vietnamese a fifth at
+    most), and few capitals among its Cyrillic or Greek ones (a
     Latin headline in capitals, "ÚLTIMA HORA: ESPAÑA", is no sign). Only the text between tags
     counts: the letters of markup, styles and scripts (all ASCII) would hide any share."""
     sample = _MARKUP.sub(" ", text[: 4 * _SAMPLE_CHARS])[:_SAMPLE_CHARS]
@@ -90,8 +91,8 @@ def _misread(text: str) -> bool:
     beyond_ascii = [c for c in letters if ord(c) > 127]
     if len(beyond_ascii) < 20:
         return False
-    latin1_letters = sum(1 for c in beyond_ascii if "\u00c0" <= c <= "\u00ff")
-    if latin1_letters / len(letters) > 0.4:
+    accented_latin = sum(1 for c in beyond_ascii if "\u00c0" <= c <= "\u024f")
+    if accented_latin / len(letters) > 0.4:
         return True
     other_scripts = [c for c in beyond_ascii if ord(c) > 0xFF]
     capitals = sum(1 for c in other_scripts if c.isupper())
@@ -144,6 +145,16 @@ def decode_html(html: bytes, headers: Mapping[str, str] | None = None, undeclare
         text = html.decode(undeclared, errors="replace")
         if not _misread(text):
             return text
+    readings = []
+    for charset in _language_charsets(html, headers):  # as browsers default by locale
+        try:
+            readings.append(html.decode(charset))
+        except UnicodeDecodeError:
+            continue
+    if readings:  # of a language's charsets, the one that reads with the fewest signs in place of letters
+        text = min(readings, key=lambda reading: _junk(reading)[0])
+        if _plausible(text):
+            return text
     best = from_bytes(html[:200_000]).best()
     guesses = ([best.encoding] if best is not None and best.encoding else []) + list(_COMMON_LEGACY)
     for charset in dict.fromkeys(guesses):  # detection first; the web's usual charsets when it reads as junk
@@ -151,6 +162,33 @@ def decode_html(html: bytes, headers: Mapping[str, str] | None = None, undeclare
         if _plausible(text):
             return text
     return html.decode(guesses[0], errors="replace")
+
+
+# The legacy charsets a language's pages were written in before UTF-8, after the defaults browsers
+# use for an undeclared page in that locale (WHATWG HTML, "the encoding sniffing algorithm"); where
+# sites used two (windows-1250 and ISO-8859-2 differ in a few letters), the one that reads with
+# fewer signs in place of letters wins. Detection alone confuses the single-byte ones: Spanish
+# read as windows-1250, Italian as windows-1258, every accent a wrong letter.
+_LANGUAGE_CHARSETS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("ar", "fa", "ur", "ps"), ("cp1256",)),
+    **dict.fromkeys(("ba", "be", "bg", "kk", "ky", "mk", "ru", "sr", "tg", "tt", "uk"), ("cp1251",)),
+    **dict.fromkeys(("cs", "hr", "ro", "sk", "bs"), ("cp1250", "iso8859_2")),
+    **dict.fromkeys(("hu", "pl", "sl"), ("iso8859_2", "cp1250")),
+    "el": ("cp1253", "iso8859_7"), "he": ("cp1255", "iso8859_8"), "tr": ("cp1254",), "az": ("cp1254",),
+    "lt": ("cp1257",), "lv": ("cp1257", "iso8859_13"), "vi": ("cp1258",), "th": ("cp874",),
+    "ja": ("shift_jis", "euc_jp"), "ko": ("euc_kr",), "zh": ("gb18030", "big5"),
+    **dict.fromkeys(("af", "ca", "da", "de", "en", "es", "eu", "fi", "fr", "ga", "gl", "id", "is", "it", "ms",
+                     "nb", "nl", "nn", "no", "pt", "sq", "sv", "sw"), ("cp1252",)),
+}
+_HTML_LANG = re.compile(rb"""<html\b[^>]*?\blang\s*=\s*["']?\s*([A-Za-z]{2,3})\b""", re.IGNORECASE)
+
+
+def _language_charsets(html: bytes, headers: Mapping[str, str] | None) -> tuple[str, ...]:
+    """The legacy charsets of the language the page (`<html lang>`) or its server names, if known."""
+    match = _HTML_LANG.search(html[:_SNIFF_BYTES])
+    named = match.group(1).decode("ascii") if match else (headers or {}).get("content-language", "")
+    language = re.split(r"[-_,;\s]", named.strip().lower(), maxsplit=1)[0]
+    return _LANGUAGE_CHARSETS.get(language, ())
 
 
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
@@ -177,12 +215,17 @@ _COMMON_LEGACY = ("cp1251", "cp1256", "koi8_r", "cp1252")
 _TEXT_SIGNS = frozenset("«»‹›“”„‘’‚–—…•·°№€£¥©®™§¶\u00a0\u202f\u200b\u200c\u200d\u200e\u200f\u061f\u060c\u061b\ufeff")
 
 
+def _junk(text: str) -> tuple[int, int]:
+    """(characters beyond ASCII between tags that are neither letters, marks nor the usual signs
+    of text: box drawing, symbols, control codes; all characters beyond ASCII there)."""
+    sample = _MARKUP.sub(" ", text[: 4 * _SAMPLE_CHARS])[:_SAMPLE_CHARS]
+    beyond_ascii = [c for c in sample if c > "\x7f" and c not in _TEXT_SIGNS and not c.isspace()]
+    junk = sum(1 for c in beyond_ascii if not (c.isalpha() or unicodedata.category(c).startswith("M")))
+    return junk, len(beyond_ascii)
+
+
 def _plausible(text: str) -> bool:
     """Reads as text: beyond ASCII, letters (and the usual signs), not box drawing and symbols in
     place of letters, and not another charset's letters (`_misread`)."""
-    sample = _MARKUP.sub(" ", text[: 4 * _SAMPLE_CHARS])[:_SAMPLE_CHARS]
-    beyond_ascii = [c for c in sample if c > "\x7f" and c not in _TEXT_SIGNS and not c.isspace()]
-    if not beyond_ascii:
-        return True
-    junk = sum(1 for c in beyond_ascii if not (c.isalpha() or unicodedata.category(c).startswith("M")))
-    return junk <= 0.05 * len(beyond_ascii) and not _misread(text)
+    junk, beyond_ascii = _junk(text)
+    return not beyond_ascii or (junk <= 0.05 * beyond_ascii and not _misread(text))

@@ -389,3 +389,40 @@ def test_a_windows_1251_page_nothing_right_declares_is_read_as_windows_1251(meta
     stored as junk and not flagged. A reading with signs in place of letters is not taken."""
     page = f"<html><head>{meta}<title>Новости</title>{STYLE}</head><body><p>{STORY_RU * 2}</p></body></html>"
     assert STORY_RU in decode_html(page.encode("cp1251"), header)
+
+
+LEGACY_STORIES = {
+    "es": "Rusia recibió drones iraníes a finales del verano, según funcionarios ucranianos. Las entregas se "
+          "realizaron por vía marítima a través del mar Caspio, señala la investigación.",
+    "it": "La Russia ha ricevuto droni iraniani alla fine dell'estate, secondo funzionari ucraini. Le consegne "
+          "sono state effettuate via mare attraverso il Mar Caspio, si legge nell'inchiesta: così l'Europa è più vulnerabile.",
+    "cs": "Rusko podle úředníků obdrželo koncem léta íránské drony. Dodávky byly uskutečněny po moři přes "
+          "Kaspické moře, uvádí vyšetřování; odborníci hovoří o dělostřelecké munici.",
+    "pl": "Rosja otrzymała irańskie drony pod koniec lata, według urzędników. Dostawy zostały zrealizowane "
+          "drogą morską przez Morze Kaspijskie, podaje śledztwo; eksperci mówią o amunicji.",
+}
+
+
+@pytest.mark.parametrize(
+    "language, charset, where",
+    [("es", "cp1252", "html"), ("it", "cp1252", "html"), ("cs", "cp1250", "html"), ("pl", "cp1250", "html"),
+     ("pl", "iso8859_2", "html"), ("es", "cp1252", "header")],
+)
+def test_an_undeclared_page_is_read_in_the_legacy_charset_of_the_language_it_names(language, charset, where):
+    """No charset anywhere, bytes that are not UTF-8: detection alone read Spanish as windows-1250
+    ("recibiу"), Italian as windows-1258 and Czech as windows-1252, every accent a wrong letter.
+    The language the page (`<html lang>`) or its server names chooses among its legacy charsets,
+    as browsers do by locale."""
+    story = LEGACY_STORIES[language]
+    lang = f" lang='{language}'" if where == "html" else ""
+    headers = {"content-language": language} if where == "header" else None
+    page = f"<html{lang}><head><title>{story[:30]}</title></head><body><article><p>{story}</p>" * 1
+    page += f"<p>{story}</p></article></body></html>"
+    article = extract_article(page.encode(charset), "https://news.example.org/a", headers)
+    assert article is not None and story in article.text
+
+
+def test_a_language_the_page_names_wrongly_does_not_misread_it():
+    """A template's `lang="en"` on a windows-1251 Russian page: the Latin reading is refused."""
+    page = f"<html lang='en'><head><title>Новости</title>{STYLE}</head><body><p>{STORY_RU * 2}</p></body></html>"
+    assert STORY_RU in decode_html(page.encode("cp1251"))
