@@ -187,6 +187,7 @@ SAMPLE_SECONDS = 0.05
 PSS_EVERY = 20  # samples: PSS about once a second
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 _PRESENT, _FRAME = 1 << 63, (1 << 55) - 1  # a /proc/PID/pagemap entry: page present, its frame number
+_ENTRIES_PER_READ = 1 << 20
 
 
 def resident_frames(pid: int):
@@ -200,9 +201,11 @@ def resident_frames(pid: int):
             start, end = (int(address, 16) for address in line.split(None, 1)[0].split("-"))
             if start >= 1 << 63:  # [vsyscall]: no pagemap entries
                 continue
-            pagemap.seek(start // PAGE_SIZE * 8)
-            entries = np.frombuffer(pagemap.read((end - start) // PAGE_SIZE * 8), dtype=np.uint64)
-            chunks.append(entries[(entries & np.uint64(_PRESENT)) != 0] & np.uint64(_FRAME))
+            for first in range(start // PAGE_SIZE, end // PAGE_SIZE, _ENTRIES_PER_READ):  # 8 MB at most a read
+                pagemap.seek(first * 8)
+                count = min(_ENTRIES_PER_READ, end // PAGE_SIZE - first)
+                entries = np.frombuffer(pagemap.read(count * 8), dtype=np.uint64)
+                chunks.append(entries[(entries & np.uint64(_PRESENT)) != 0] & np.uint64(_FRAME))
     frames = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.uint64)
     return None if frames.size and not frames.any() else frames
 
