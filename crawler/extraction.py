@@ -41,6 +41,7 @@ from crawler.language_model import install as install_language_model
 from crawler.language_model import share_language_model
 from crawler.safe_text import one_line, without_controls
 from crawler.settings import USER_AGENT
+from crawler.trafilatura_backup import install as install_lean_tree_preparation
 from crawler.trafilatura_xpaths import install as install_xpath_matchers
 from crawler.urls import canonical_url
 
@@ -103,6 +104,7 @@ install_language_model()  # py3langid's model mapped from the cache: only what i
 py3langid.classify("warm up")  # loads the model now (py3langid's own, without a cache), not in the first worker call
 share_language_model()
 install_xpath_matchers()  # trafilatura's pruning passes, same selections, a third of the time
+install_lean_tree_preparation()  # no copy of the cleaned page that a fast extraction never reads
 get_fld("http://example.co.uk/", fail_silently=True)  # and the public-suffix list
 
 
