@@ -19,6 +19,8 @@ import logging
 from copy import copy
 
 import trafilatura.core as core
+from lxml.html import HtmlElement
+from trafilatura.settings import Extractor
 
 LOGGER = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ def backup_code_hash() -> str | None:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
-def lean_prepare_tree(tree, options, url):
+def lean_prepare_tree(tree: HtmlElement, options: Extractor, url: str | None) -> tuple[HtmlElement, HtmlElement | None]:
     """trafilatura's `_prepare_tree`, without the backup where nothing will read it (None)."""
     if options.fast and not options.comments:
         return core.convert_tags(core.tree_cleaning(copy(tree), options), options, url), None
