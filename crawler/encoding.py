@@ -76,17 +76,22 @@ _SINGLE_BYTE = ("cp12", "cp8", "cp4", "iso8859", "koi8", "mac")  # codec names (
 _SAMPLE_CHARS = 50_000
 
 
-def _misread(text: str) -> bool:
-    """Does text decoded with a single-byte charset look like another charset's bytes?
+def _text_sample(text: str) -> str:
+    """The page's first text between tags, which the checks below read: the letters of markup,
+    styles and scripts (all ASCII) would hide any share."""
+    return _MARKUP.sub(" ", text[: 4 * _SAMPLE_CHARS])[:_SAMPLE_CHARS]
+
+
+def _misread(sample: str) -> bool:
+    """Does a page's `_text_sample`, decoded with a single-byte charset, look like another
+    charset's bytes?
 
     Every byte means something in windows-1252, -1251 or -1256, so a wrong label decodes without
     an error: Cyrillic read as Latin-1 or windows-1250 is nearly all accented capitals and small
     letters ("Çàêóïêà", "Íîâîńňč"), Arabic read as Cyrillic nearly all capitals. Real text in
     those scripts has few accented letters among its Latin ones (Czech or Vietnamese a fifth at
     most), and few capitals among its Cyrillic or Greek ones (a
-    Latin headline in capitals, "ÚLTIMA HORA: ESPAÑA", is no sign). Only the text between tags
-    counts: the letters of markup, styles and scripts (all ASCII) would hide any share."""
-    sample = _MARKUP.sub(" ", text[: 4 * _SAMPLE_CHARS])[:_SAMPLE_CHARS]
+    Latin headline in capitals, "ÚLTIMA HORA: ESPAÑA", is no sign)."""
     letters = [c for c in sample if c.isalpha()]
     beyond_ascii = [c for c in letters if ord(c) > 127]
     if len(beyond_ascii) < 20:
@@ -139,27 +144,29 @@ def decode_html(html: bytes, headers: Mapping[str, str] | None = None, undeclare
             text = html.decode(charset)
         except (UnicodeDecodeError, LookupError):
             continue  # the declaration lies
-        if not (charset.startswith(_SINGLE_BYTE) and _misread(text)):
+        if not (charset.startswith(_SINGLE_BYTE) and _misread(_text_sample(text))):
             return text
     if not declared and undeclared is not None:
         text = html.decode(undeclared, errors="replace")
-        if not _misread(text):
+        if not _misread(_text_sample(text)):
             return text
     readings = []
     for charset in _language_charsets(html, headers):  # as browsers default by locale
         try:
-            readings.append(html.decode(charset))
+            text = html.decode(charset)
         except UnicodeDecodeError:
             continue
+        sample = _text_sample(text)
+        readings.append((_junk(sample), sample, text))
     if readings:  # of a language's charsets, the one that reads with the fewest signs in place of letters
-        text = min(readings, key=lambda reading: _junk(reading)[0])
-        if _plausible(text):
+        junk, sample, text = min(readings, key=lambda reading: reading[0][0])
+        if _plausible(sample, junk):
             return text
     best = from_bytes(html[:200_000]).best()
     guesses = ([best.encoding] if best is not None and best.encoding else []) + list(_COMMON_LEGACY)
     for charset in dict.fromkeys(guesses):  # detection first; the web's usual charsets when it reads as junk
         text = html.decode(charset, errors="replace")
-        if _plausible(text):
+        if _plausible(_text_sample(text)):
             return text
     return html.decode(guesses[0], errors="replace")
 
@@ -215,17 +222,17 @@ _COMMON_LEGACY = ("cp1251", "cp1256", "koi8_r", "cp1252")
 _TEXT_SIGNS = frozenset("«»‹›“”„‘’‚–—…•·°№€£¥©®™§¶\u00a0\u202f\u200b\u200c\u200d\u200e\u200f\u061f\u060c\u061b\ufeff")
 
 
-def _junk(text: str) -> tuple[int, int]:
-    """(characters beyond ASCII between tags that are neither letters, marks nor the usual signs
-    of text: box drawing, symbols, control codes; all characters beyond ASCII there)."""
-    sample = _MARKUP.sub(" ", text[: 4 * _SAMPLE_CHARS])[:_SAMPLE_CHARS]
+def _junk(sample: str) -> tuple[int, int]:
+    """(characters beyond ASCII in a `_text_sample` that are neither letters, marks nor the usual
+    signs of text: box drawing, symbols, control codes; all its characters beyond ASCII)."""
     beyond_ascii = [c for c in sample if c > "\x7f" and c not in _TEXT_SIGNS and not c.isspace()]
     junk = sum(1 for c in beyond_ascii if not (c.isalpha() or unicodedata.category(c).startswith("M")))
     return junk, len(beyond_ascii)
 
 
-def _plausible(text: str) -> bool:
-    """Reads as text: beyond ASCII, letters (and the usual signs), not box drawing and symbols in
-    place of letters, and not another charset's letters (`_misread`)."""
-    junk, beyond_ascii = _junk(text)
-    return not beyond_ascii or (junk <= 0.05 * beyond_ascii and not _misread(text))
+def _plausible(sample: str, junk: tuple[int, int] | None = None) -> bool:
+    """A `_text_sample` reads as text: beyond ASCII, letters (and the usual signs), not box
+    drawing and symbols in place of letters, and not another charset's letters (`_misread`).
+    `junk`: its `_junk`, when already counted."""
+    signs, beyond_ascii = junk or _junk(sample)
+    return not beyond_ascii or (signs <= 0.05 * beyond_ascii and not _misread(sample))
